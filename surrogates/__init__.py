@@ -1,0 +1,1 @@
+"""surrogates: fit smooth MLP surrogates and differentiate them exactly."""
