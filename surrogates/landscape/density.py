@@ -1,0 +1,178 @@
+"""Spectral density by (deflated) stochastic Lanczos quadrature.
+
+For a unit probe :math:`u` and :math:`m` Lanczos steps from it, with
+:math:`T_m = S\\,\\mathrm{diag}(\\theta)\\,S^\\top`, Gauss quadrature gives
+
+.. math:: u^\\top g(H) u \\approx \\sum_{i=1}^m \\tau_i^2\\, g(\\theta_i), \\qquad \\tau_i = S_{1i},
+
+exactly for polynomials :math:`g` of degree :math:`\\le 2m-1`. Averaging over probes uniform on the
+sphere estimates the density of states :math:`\\rho(\\lambda) = \\frac1n\\sum_j \\delta(\\lambda-\\lambda_j)`
+(Lin, Saad, Yang 2016; Ghorbani, Krishnan, Xiao 2019).
+
+*Deflation.* Loss Hessians have a handful of large outliers. Given orthonormal (Ritz) vectors
+:math:`Q` (``k`` columns) with Rayleigh quotients :math:`\\theta^Q`, we put a point mass of
+:math:`1/n` at each :math:`\\theta^Q_i` and run the probes in the complement
+(:math:`u \\perp Q`) for the remaining mass :math:`(n-k)/n`. Since
+:math:`\\operatorname{tr} H = \\operatorname{tr}(Q^\\top H Q) + \\operatorname{tr}(P H P)` exactly
+(:math:`P = I - QQ^\\top`), the density's implied trace
+
+.. math:: n\\!\\int\\!\\lambda\\,\\rho(\\lambda)\\,d\\lambda
+          = \\sum_i \\theta^Q_i + (n-k)\\,\\frac1P\\sum_p u_p^\\top H u_p
+
+is an unbiased trace estimate whose variance no longer carries the outliers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.linalg import eigh_tridiagonal
+
+from ._util import make_generator, progress
+from .lanczos import EigenResult, _orthogonalize, lanczos_tridiagonal
+from .operator import SymmetricOperator
+
+
+@dataclass
+class SpectralDensity:
+    """A spectral density as a mixture of point masses (nodes and weights).
+
+    Attributes:
+        n: Operator size.
+        nodes: Per probe, the Ritz values :math:`\\theta_{p,i}`.
+        weights: Per probe, :math:`\\tau_{p,i}^2` (each sums to 1).
+        deflated: Eigenvalues carried as exact point masses (weight ``1/n`` each).
+        trace: Implied trace :math:`n\\int\\lambda\\rho`.
+        trace_stderr: Its standard error over probes.
+        num_products: Products used by the probes (not counting the deflation eigenpairs).
+    """
+
+    n: int
+    nodes: list[np.ndarray]
+    weights: list[np.ndarray]
+    deflated: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    trace: float = float("nan")
+    trace_stderr: float = float("nan")
+    num_products: int = 0
+
+    def point_masses(self) -> tuple[np.ndarray, np.ndarray]:
+        """All nodes and their probability weights (summing to 1)."""
+        k = len(self.deflated)
+        P = len(self.nodes)
+        bulk = (self.n - k) / self.n / P
+        nodes = np.concatenate([self.deflated] + list(self.nodes))
+        weights = np.concatenate([np.full(k, 1.0 / self.n)] + [w * bulk for w in self.weights])
+        return nodes, weights
+
+    def support(self) -> tuple[float, float]:
+        nodes, _ = self.point_masses()
+        return float(nodes.min()), float(nodes.max())
+
+    def evaluate(self, grid: np.ndarray, sigma: float | None = None) -> np.ndarray:
+        """Gaussian-broadened density :math:`\\sum_j w_j\\,\\mathcal N(\\lambda; \\theta_j, \\sigma^2)` on ``grid``.
+
+        Args:
+            grid: Points :math:`\\lambda` to evaluate at.
+            sigma: Broadening; default 1 % of the support's width.
+        """
+        nodes, weights = self.point_masses()
+        lo, hi = nodes.min(), nodes.max()
+        if sigma is None:
+            sigma = 0.01 * max(hi - lo, 1e-12)
+        if sigma <= 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        g = np.asarray(grid, dtype=np.float64)[:, None]
+        return (weights * np.exp(-0.5 * ((g - nodes) / sigma) ** 2)).sum(1) / (sigma * np.sqrt(2 * np.pi))
+
+    def moment(self, power: int) -> float:
+        """:math:`\\int \\lambda^p \\rho(\\lambda)\\,d\\lambda` (exact for the quadrature rule)."""
+        nodes, weights = self.point_masses()
+        return float(np.sum(weights * nodes**power))
+
+    def to_dict(self) -> dict[str, Any]:
+        nodes, weights = self.point_masses()
+        lo, hi = self.support()
+        grid = np.linspace(lo, hi, 201) if hi > lo else np.array([lo])
+        return {
+            "n": self.n,
+            "num_probes": len(self.nodes),
+            "num_products": self.num_products,
+            "implied_trace": self.trace,
+            "implied_trace_stderr": self.trace_stderr,
+            "deflated_eigenvalues": self.deflated.tolist(),
+            "nodes": nodes.tolist(),
+            "weights": weights.tolist(),
+            "grid": grid.tolist(),
+            "density": self.evaluate(grid).tolist() if hi > lo else [1.0],
+        }
+
+
+def spectral_density(
+    op: SymmetricOperator,
+    num_probes: int = 8,
+    num_steps: int = 30,
+    *,
+    seed: int | None = 0,
+    deflate: EigenResult | tuple[np.ndarray, torch.Tensor] | None = None,
+    progress_bar: bool | None = None,
+) -> SpectralDensity:
+    """Stochastic Lanczos quadrature, optionally deflated by known eigenpairs.
+
+    Args:
+        op: Symmetric operator.
+        num_probes: Random probes (Gaussian, normalised, orthogonal to the deflation basis).
+        num_steps: Lanczos steps per probe (= products per probe).
+        seed: Seed of the probes.
+        deflate: Eigenpairs to carry as exact point masses: an :class:`EigenResult` with
+            eigenvectors, or ``(eigenvalues, eigenvectors)`` with orthonormal columns.
+        progress_bar: tqdm bar over probes (``None``: only on a TTY).
+
+    Returns:
+        A :class:`SpectralDensity` whose ``trace`` is the implied trace with its standard error.
+    """
+    if not isinstance(num_probes, int) or num_probes < 1:
+        raise ValueError(f"num_probes must be a positive int, got {num_probes!r}")
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    n = op.shape[0]
+    Qd = None
+    deflated = np.zeros(0)
+    if deflate is not None:
+        if isinstance(deflate, EigenResult):
+            if deflate.eigenvectors is None:
+                raise ValueError("deflate needs an EigenResult computed with return_eigenvectors=True")
+            deflated, Qd = deflate.eigenvalues, deflate.eigenvectors
+        else:
+            deflated, Qd = np.asarray(deflate[0], dtype=np.float64), deflate[1]
+        Qd = Qd.to(op.device, torch.float64)
+        if Qd.ndim != 2 or Qd.shape[0] != n or Qd.shape[1] != len(deflated):
+            raise ValueError(
+                f"deflation vectors must have shape ({n}, {len(deflated)}), got {tuple(Qd.shape)}"
+            )
+        if Qd.shape[1] >= n:
+            raise ValueError("cannot deflate the whole space")
+    k = len(deflated)
+    gen = make_generator(seed)
+    start = op.num_products
+    nodes, weights, quad = [], [], []
+    for _ in progress(range(num_probes), enabled=progress_bar, total=num_probes, desc="SLQ probes"):
+        z = torch.randn(n, generator=gen, dtype=torch.float64).to(op.device)
+        if Qd is not None:
+            z = _orthogonalize(z, Qd)
+        alpha, beta, m = lanczos_tridiagonal(op, z, num_steps, deflate=Qd)
+        if m > 1:
+            theta, S = eigh_tridiagonal(alpha, beta)
+        else:
+            theta, S = alpha.copy(), np.ones((1, 1))
+        tau2 = S[0, :] ** 2
+        nodes.append(theta)
+        weights.append(tau2 / tau2.sum())
+        quad.append(alpha[0])  # u^T H u, exactly the first Lanczos coefficient
+    quad_arr = np.asarray(quad)
+    bulk = (n - k) * quad_arr
+    trace = float(np.sum(deflated) + bulk.mean())
+    stderr = float(bulk.std(ddof=1) / np.sqrt(len(bulk))) if len(bulk) > 1 else float("inf")
+    return SpectralDensity(n, nodes, weights, np.asarray(deflated, dtype=np.float64), trace, stderr, op.num_products - start)
