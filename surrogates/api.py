@@ -1,0 +1,52 @@
+"""The one-call Python entry point: :func:`fit`."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from hydra import compose, initialize_config_module
+
+from surrogates.data import ArraySource
+from surrogates.surrogate import Surrogate
+from surrogates.training import train
+
+
+def compose_config(config_name: str, overrides: Sequence[str] = ()) -> Any:
+    """Compose one of the package's Hydra configs (``train``, ``query``, …) with overrides."""
+    with initialize_config_module(config_module="surrogates.configs", version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def fit(
+    X: Any,
+    y: Any,
+    gradients: Any | None = None,
+    overrides: Sequence[str] = (),
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    output_dir: str | Path | None = None,
+) -> Surrogate:
+    """Fit a smooth MLP surrogate to samples, with the same configs as ``surrogates-train``.
+
+    Args:
+        X: Inputs (N, d), numpy or torch.
+        y: Outputs (N,) or (N, m).
+        gradients: Optional derivative samples dy/dx, (N, d) or (N, m, d); used by the
+            gradient-matching loss (``model.gradient_weight``).
+        overrides: Hydra overrides, e.g. ``["model.width=256", "trainer.max_epochs=500"]``.
+        input_names: Optional d input names (default x0, x1, …).
+        output_names: Optional m output names (default y0, …).
+        output_dir: Where to keep the run's files (surrogate, summary, checkpoints, logs);
+            by default they go to a temporary folder that is deleted afterwards.
+
+    Returns:
+        The fitted :class:`~surrogates.surrogate.Surrogate`; ``s.info["summary"]`` holds the fit metrics.
+    """
+    cfg = compose_config("train", ["data=arrays", *overrides])
+    source = ArraySource(X, y, gradients, input_names=input_names, output_names=output_names)
+    if output_dir is not None:
+        return train(cfg, output_dir=output_dir, source=source).surrogate
+    with tempfile.TemporaryDirectory(prefix="surrogates-fit-") as scratch:
+        return train(cfg, output_dir=scratch, source=source).surrogate

@@ -1,0 +1,167 @@
+"""One training run from a composed config: data → Lightning fit → surrogate, summary, files.
+
+:func:`train` is what ``surrogates-train`` and :func:`surrogates.fit` both call; it takes a
+plain ``DictConfig`` (no Hydra runtime needed), so tests compose configs and call it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from surrogates.data import SurrogateDataModule, column_stats
+from surrogates.io import write_json, write_with
+from surrogates.metrics import derivative_errors, protocol_test_points
+from surrogates.module import SurrogateModule
+from surrogates.surrogate import Surrogate
+
+log = logging.getLogger(__name__)
+
+SURROGATE_FILE = "surrogate.safetensors"
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    surrogate: Surrogate
+    summary: dict[str, Any]
+    output_dir: Path
+
+
+def _instantiate_all(group: DictConfig | None, **kwargs: Any) -> list[Any]:
+    if not group:
+        return []
+    return [instantiate(node, **kwargs) for node in group.values() if node is not None and "_target_" in node]
+
+
+def _fit_metrics(surrogate: Surrogate, datamodule: SurrogateDataModule, rows: np.ndarray) -> dict[str, Any]:
+    samples = datamodule.samples
+    if len(rows) == 0:
+        return {}
+    X = np.asarray(samples.X[rows], dtype=np.float64)
+    y = np.asarray(samples.y[rows], dtype=np.float64)
+    prediction = surrogate.predict(X).reshape(y.shape)
+    mse = np.mean((prediction - y) ** 2, axis=0)
+    variance = np.var(y, axis=0)
+    return {
+        "rmse": dict(zip(samples.output_names, np.sqrt(mse).tolist())),
+        "r2": dict(zip(samples.output_names, (1.0 - mse / variance).tolist())),
+        "points": int(len(rows)),
+    }
+
+
+def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) -> TrainResult:
+    """Fit a surrogate as ``cfg`` says and write its files into ``output_dir``.
+
+    Args:
+        cfg: A composed ``train`` config (groups data, model, trainer, callbacks, logger).
+        output_dir: Folder for the surrogate, ``summary.json``, the resolved config, Lightning
+            checkpoints and logs. Created if missing.
+        source: Optional data source object overriding ``cfg.data.source`` (how
+            :func:`surrogates.fit` passes in-memory arrays).
+
+    Returns:
+        The fitted :class:`Surrogate`, the summary dict and the output folder.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    cfg = cfg.copy()
+    OmegaConf.update(cfg, "paths.output_dir", str(output_dir))
+    write_with(output_dir / CONFIG_FILE, lambda p: p.write_text(OmegaConf.to_yaml(cfg, resolve=True)))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    overrides = {"source": source} if source is not None else {}
+    datamodule: SurrogateDataModule = instantiate(cfg.data, **overrides)
+    datamodule.setup("fit")
+    samples = datamodule.samples
+    module: SurrogateModule = instantiate(cfg.model, in_dim=samples.in_dim, out_dim=samples.out_dim)
+    x_stats, y_stats = datamodule.input_stats, datamodule.output_stats
+    module.net.set_normalisation(
+        torch.as_tensor(x_stats.mean), torch.as_tensor(x_stats.std),
+        torch.as_tensor(y_stats.mean), torch.as_tensor(y_stats.std),
+    )
+
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        default_root_dir=str(output_dir),
+    )
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - started
+
+    if samples.lower is not None:
+        lower, upper = samples.lower, samples.upper
+    else:
+        everything = column_stats(samples.X)
+        lower, upper = everything.min, everything.max
+    surrogate = Surrogate(
+        module.net.cpu(),
+        input_names=samples.input_names,
+        output_names=samples.output_names,
+        scalar_output=samples.scalar_output,
+        lower=lower,
+        upper=upper,
+        info={"data": samples.origin, "samples": samples.n_samples},
+    )
+    summary: dict[str, Any] = {
+        "data": samples.origin,
+        "samples": {"train": int(len(datamodule.train_rows)), "validation": int(len(datamodule.val_rows))},
+        "model": repr(surrogate),
+        "epochs": int(trainer.current_epoch),
+        "fit_seconds": round(fit_seconds, 3),
+        "threads": torch.get_num_threads(),
+        "train": _fit_metrics(surrogate, datamodule, datamodule.train_rows),
+        "validation": _fit_metrics(surrogate, datamodule, datamodule.val_rows),
+    }
+    if samples.function is not None:
+        test_points = protocol_test_points(samples.function.lower, samples.function.upper)
+        summary["derivatives"] = derivative_errors(surrogate, samples.function, test_points)
+    surrogate.info["summary"] = summary
+    surrogate.save(output_dir / SURROGATE_FILE)
+    summary["files"] = {
+        "surrogate": str(output_dir / SURROGATE_FILE),
+        "summary": str(output_dir / SUMMARY_FILE),
+        "config": str(output_dir / CONFIG_FILE),
+    }
+    write_json(output_dir / SUMMARY_FILE, summary)
+    return TrainResult(surrogate=surrogate, summary=summary, output_dir=output_dir)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A few readable lines of a training summary."""
+    lines = [f"{summary['model']} fitted to {summary['data']} in {summary['fit_seconds']:.1f} s ({summary['epochs']} epochs)"]
+    for split in ("train", "validation"):
+        metrics = summary.get(split) or {}
+        if metrics:
+            r2 = ", ".join(f"{k}={v:.6f}" for k, v in metrics["r2"].items())
+            rmse = ", ".join(f"{k}={v:.3g}" for k, v in metrics["rmse"].items())
+            lines.append(f"  {split:<10} R² {r2}   RMSE {rmse}   ({metrics['points']} points)")
+    derivatives = summary.get("derivatives")
+    if derivatives:
+        parts = [
+            f"{name.replace('_', ' ')} {derivatives[name]['median']:.3%}"
+            for name in ("gradient", "jacobian", "hessian", "mixed_partials")
+            if name in derivatives
+        ]
+        lines.append(f"  derivative error vs exact (median relative, {derivatives['test_points']} test points): " + ", ".join(parts))
+        if "laplacian_abs" in derivatives:
+            lines.append(f"  laplacian absolute error (median): {derivatives['laplacian_abs']['median']:.3g}")
+    lines.append(f"  surrogate: {summary['files']['surrogate']}")
+    lines.append(f"  summary:   {summary['files']['summary']}")
+    return "\n".join(lines)
