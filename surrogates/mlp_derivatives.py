@@ -1,0 +1,259 @@
+"""Exact layer-wise derivatives of the package's own :class:`~surrogates.model.MLP`.
+
+Generic autograd treats the network as a black box and pays for bookkeeping
+(graphs, ``vmap`` batching rules, ``d`` reverse sweeps for a Hessian). For a plain
+MLP the derivatives have a closed layer-by-layer structure that needs only a few
+large matrix products. With
+
+    a    = (x − s) ⊘ c                      (input normalisation, Jacobian D = diag(1/c))
+    z_l  = W_l h_{l−1} + b_l,  h_0 = a,  h_l = σ(z_l)      l = 1 … L
+    y    = t + r ⊙ (W_o h_L + b_o)          (output de-normalisation)
+
+and J_l = ∂z_l/∂x (w × d, so J_1 = W_1 D is the same for every point), the three
+ingredients are
+
+* **forward Jacobians**: J_{l+1} = W_{l+1} diag(σ′(z_l)) J_l;
+* **one backward sweep** per output k: δ_L = r_k W_o[k], and
+  δ_{l−1} = W_lᵀ (σ′(z_l) ⊙ δ_l), where δ_l = ∂y_k/∂h_l (batched over all outputs);
+* **the Hessian** of output k, exactly:
+
+      ∇²y_k = Σ_l J_lᵀ · diag(δ_l ⊙ σ″(z_l)) · J_l ,
+
+  (the biases and the affine maps have no curvature, so only the activations
+  contribute), and the **Laplacian**, forward in one sweep without any Hessian:
+
+      Δz_1 = 0,   Δh_l = σ′(z_l) ⊙ Δz_l + σ″(z_l) ⊙ ‖J_l‖²_rows,   Δz_{l+1} = W_{l+1} Δh_l,
+      Δy   = r ⊙ W_o Δh_L .
+
+Costs per point and hidden layer (width w): Jacobians d·w², Hessian assembly
+m·d²·w, Laplacian only the Jacobians. Propagating full d×d Hessians per unit
+(d²·w²) would be slower than autograd, which is why the Hessian is assembled from
+first-order quantities instead.
+
+All kernels work on one batch of points; :mod:`surrogates.calculus` splits large
+batches into chunks (bounding memory), validates input and dispatches here when
+:func:`supports_layerwise` is true. Jacobians are stored transposed, ``Jt`` of shape
+(n, d, w), so that J_{l+1}ᵀ = (J_lᵀ ⊙ σ′(z_l)) W_{l+1}ᵀ is one large matrix product
+with n·d rows instead of n small ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from surrogates.activations import Activation
+from surrogates.model import MLP
+
+__all__ = [
+    "LayerwiseMLP",
+    "supports_layerwise",
+    "check_second_derivatives",
+    "layerwise_jacobian",
+    "layerwise_hessian",
+    "layerwise_laplacian",
+]
+
+#: Activation modules whose second derivative is zero almost everywhere.
+_PIECEWISE_LINEAR_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.Hardtanh)
+
+
+def supports_layerwise(f: object) -> bool:
+    """Whether ``f`` is a package :class:`MLP` the layer-wise kernels can differentiate."""
+    return isinstance(f, MLP)
+
+
+def check_second_derivatives(f: object) -> None:
+    """Refuse second derivatives of networks that have none worth computing.
+
+    A piecewise-linear activation (ReLU and relatives) has σ″ = 0 almost
+    everywhere, so every Hessian, Laplacian and Hessian-vector product of such a
+    network is exactly zero away from a measure-zero set of kinks — a silent,
+    misleading answer.
+
+    Args:
+        f: The callable about to be differentiated twice.
+
+    Raises:
+        ValueError: ``f`` is (or contains) an MLP with a non-smooth activation, or a
+            piecewise-linear activation module.
+    """
+    if not isinstance(f, nn.Module):
+        return
+    for module in f.modules():
+        rough_mlp = isinstance(module, MLP) and not module.smooth
+        if rough_mlp or isinstance(module, _PIECEWISE_LINEAR_MODULES):
+            name = module.activation.name if rough_mlp else type(module).__name__
+            raise ValueError(
+                f"second derivatives requested for a network with a piecewise-linear "
+                f"activation ({name}): ReLU-type activations have zero second derivative "
+                f"almost everywhere, so its Hessian and Laplacian are identically zero "
+                f"between kinks. Fit the surrogate with a smooth activation "
+                f"(tanh, silu, softplus or gelu)."
+            )
+
+
+@dataclass(frozen=True)
+class LayerwiseMLP:
+    """The weights of an :class:`MLP`, detached and cast to one dtype.
+
+    Attributes:
+        in_shift: Input shift s, (d,).
+        in_inv_scale: 1/c, (d,).
+        weights: Hidden-layer weights W_l, each (w_l, w_{l−1}).
+        biases: Hidden-layer biases b_l, each (w_l,).
+        head_weight: W_o, (m, w_L).
+        head_bias: b_o, (m,).
+        out_shift: t, (m,).
+        out_scale: r, (m,).
+        activation: σ with its closed-form σ′ and σ″.
+    """
+
+    in_shift: Tensor
+    in_inv_scale: Tensor
+    weights: tuple[Tensor, ...]
+    biases: tuple[Tensor, ...]
+    head_weight: Tensor
+    head_bias: Tensor
+    out_shift: Tensor
+    out_scale: Tensor
+    activation: Activation
+
+    @classmethod
+    def from_module(cls, model: MLP, dtype: torch.dtype) -> LayerwiseMLP:
+        """Snapshot ``model``'s parameters in ``dtype`` (no copy when it already matches)."""
+
+        def cast(t: Tensor) -> Tensor:
+            return t.detach().to(dtype)
+
+        return cls(
+            in_shift=cast(model.input_scaling.shift),
+            in_inv_scale=cast(model.input_scaling.scale).reciprocal(),
+            weights=tuple(cast(layer.weight) for layer in model.hidden),
+            biases=tuple(cast(layer.bias) for layer in model.hidden),
+            head_weight=cast(model.head.weight),
+            head_bias=cast(model.head.bias),
+            out_shift=cast(model.output_scaling.shift),
+            out_scale=cast(model.output_scaling.scale),
+            activation=model.activation,
+        )
+
+    @property
+    def in_dim(self) -> int:
+        return self.in_shift.shape[0]
+
+    @property
+    def out_dim(self) -> int:
+        return self.out_shift.shape[0]
+
+    def first_jacobian_t(self) -> Tensor:
+        """J_1ᵀ = (W_1 D)ᵀ, (d, w): identical for every point."""
+        return self.in_inv_scale[:, None] * self.weights[0].T
+
+    def pre_activations(self, X: Tensor) -> list[Tensor]:
+        """z_1 … z_L for a batch X (n, d), each (n, w)."""
+        h = (X - self.in_shift) * self.in_inv_scale
+        zs = []
+        for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            z = torch.addmm(bias, h, weight.T)
+            zs.append(z)
+            if index + 1 < len(self.weights):
+                h = self.activation.forward(z)
+        return zs
+
+    def output_signal(self, n: int) -> Tensor:
+        """δ_L = ∂y/∂h_L for every output, (n, m, w), the same for every point."""
+        signal = self.out_scale[:, None] * self.head_weight
+        return signal.expand(n, *signal.shape)
+
+    def backward_signals(self, zs: list[Tensor]) -> list[Tensor]:
+        """δ_l = ∂y/∂h_l for l = 1 … L, each (n, m, w), from one batched backward sweep."""
+        signal = self.output_signal(zs[0].shape[0])
+        signals = [signal]
+        for z, weight in zip(reversed(zs[1:]), reversed(self.weights[1:])):
+            signal = (signal * self.activation.first(z)[:, None, :]) @ weight
+            signals.append(signal)
+        return signals[::-1]
+
+    def next_jacobian_t(self, jacobian_t: Tensor, z: Tensor, weight: Tensor) -> Tensor:
+        """J_{l+1}ᵀ = (J_lᵀ ⊙ σ′(z_l)) W_{l+1}ᵀ as one (n·d, w) × (w, w') product."""
+        return (jacobian_t * self.activation.first(z)[:, None, :]) @ weight.T
+
+
+def layerwise_jacobian(net: LayerwiseMLP, X: Tensor) -> Tensor:
+    """Jacobian ∂y/∂x of every point, (n, m, d).
+
+    Picks the cheaper exact mode: forward (propagate J_l, cost d·w² per layer) when
+    d < m, otherwise one backward sweep batched over the m outputs (m·w² per layer).
+
+    Args:
+        net: The network's weights.
+        X: Points, (n, d).
+    """
+    zs = net.pre_activations(X)
+    if X.shape[1] < net.out_dim:
+        jacobian_t = net.first_jacobian_t().expand(X.shape[0], -1, -1)
+        for z, weight in zip(zs[:-1], net.weights[1:]):
+            jacobian_t = net.next_jacobian_t(jacobian_t, z, weight)
+        last = jacobian_t * net.activation.first(zs[-1])[:, None, :]
+        return (last @ net.head_weight.T * net.out_scale).transpose(1, 2)
+    signal = net.output_signal(X.shape[0])
+    for z, weight in zip(reversed(zs), reversed(net.weights)):
+        signal = (signal * net.activation.first(z)[:, None, :]) @ weight
+    return signal * net.in_inv_scale
+
+
+def layerwise_hessian(net: LayerwiseMLP, X: Tensor) -> Tensor:
+    """All second partials of every output at every point, (n, m, d, d).
+
+    ∇²y_k = Σ_l J_lᵀ diag(δ_l,k ⊙ σ″(z_l)) J_l. The first layer's J_1 is shared by
+    all points, so its term is one (n·m, w) × (w, d²) product; deeper terms are
+    batched (n, m·d, w) × (n, w, d) products accumulated in place.
+
+    Args:
+        net: The network's weights.
+        X: Points, (n, d).
+    """
+    n, d = X.shape
+    m = net.out_dim
+    zs = net.pre_activations(X)
+    curvatures = [
+        signal * net.activation.second(z)[:, None, :]
+        for signal, z in zip(net.backward_signals(zs), zs)
+    ]
+    first_t = net.first_jacobian_t()
+    width = first_t.shape[1]
+    outer = (first_t[:, None, :] * first_t[None, :, :]).reshape(d * d, width)
+    hessian = (curvatures[0].reshape(n * m, width) @ outer.T).reshape(n, m * d, d)
+    jacobian_t = first_t.expand(n, d, width)
+    for z, weight, curvature in zip(zs[:-1], net.weights[1:], curvatures[1:]):
+        jacobian_t = net.next_jacobian_t(jacobian_t, z, weight)
+        scaled = (curvature[:, :, None, :] * jacobian_t[:, None, :, :]).reshape(n, m * d, -1)
+        hessian.baddbmm_(scaled, jacobian_t.transpose(1, 2))
+    return hessian.reshape(n, m, d, d)
+
+
+def layerwise_laplacian(net: LayerwiseMLP, X: Tensor) -> Tensor:
+    """Laplacian Σ_i ∂²y/∂x_i² of every output at every point, (n, m).
+
+    Forward propagation of (z_l, J_l, Δz_l): no backward sweep and no d×d matrix,
+    so it costs about one forward Jacobian.
+
+    Args:
+        net: The network's weights.
+        X: Points, (n, d).
+    """
+    sigma = net.activation
+    jacobian_t = net.first_jacobian_t()
+    z = torch.addmm(net.biases[0], (X - net.in_shift) * net.in_inv_scale, net.weights[0].T)
+    # Δz_1 = 0 because the first map is affine; J_1 is shared, so its row norms are too.
+    laplacian_h = sigma.second(z) * jacobian_t.square().sum(0)
+    for weight, bias in zip(net.weights[1:], net.biases[1:]):
+        jacobian_t = net.next_jacobian_t(jacobian_t, z, weight)
+        laplacian_z = laplacian_h @ weight.T
+        z = torch.addmm(bias, sigma.forward(z), weight.T)
+        row_norms = jacobian_t.square().sum(1)
+        laplacian_h = sigma.first(z) * laplacian_z + sigma.second(z) * row_norms
+    return laplacian_h @ net.head_weight.T * net.out_scale
