@@ -165,8 +165,8 @@ class SurrogateModule(L.LightningModule):
             losses = {"total": lbfgs.step(closure)}
             phase = 1.0
         size = batch["x"].shape[0]
-        self.log("train/loss", losses["total"].detach(), prog_bar=True, batch_size=size)
-        self.log("train/phase_lbfgs", phase, batch_size=size)
+        self.log("train/loss", losses["total"].detach(), prog_bar=True, batch_size=size, on_step=False, on_epoch=True)
+        self.log("train/phase_lbfgs", phase, batch_size=size, on_step=False, on_epoch=True)
         return losses["total"].detach()
 
     # ------------------------------------------------------------------ validation

@@ -1,0 +1,225 @@
+"""End-to-end fits: every data source kind, the files a run writes, the surrogate file format."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import surrogates
+from surrogates.surrogate import CheckpointError, Surrogate
+from surrogates.training import SUMMARY_FILE, SURROGATE_FILE, train
+
+from conftest import FAST
+
+
+def _train(compose_config, tmp_path, overrides):
+    return train(compose_config("train", [*FAST, *overrides]), output_dir=tmp_path)
+
+
+def test_function_source_run_writes_surrogate_summary_and_config(compose_config, tmp_path):
+    result = _train(compose_config, tmp_path, ["data=quartic"])
+    for name in (SURROGATE_FILE, SUMMARY_FILE, "config.yaml", "checkpoints/last.ckpt"):
+        assert (tmp_path / name).is_file(), name
+    summary = json.loads((tmp_path / SUMMARY_FILE).read_text())
+    assert summary["samples"] == {"train": 1800, "validation": 200}
+    derivatives = summary["derivatives"]
+    assert derivatives["test_points"] == 500
+    for key in ("gradient", "hessian", "mixed_partials", "laplacian_abs"):
+        assert np.isfinite(derivatives[key]["median"])
+    assert 0.5 < summary["validation"]["r2"]["y0"] <= 1.0
+    loaded = surrogates.load(tmp_path / SURROGATE_FILE)
+    X = np.random.default_rng(0).uniform(-2, 2, (64, 2))
+    np.testing.assert_array_equal(loaded.predict(X), result.surrogate.predict(X))
+
+
+def test_vector_function_reports_jacobian_error(compose_config, tmp_path):
+    summary = _train(compose_config, tmp_path, ["data=vec2"]).summary
+    assert np.isfinite(summary["derivatives"]["jacobian"]["median"])
+    assert set(summary["validation"]["r2"]) == {"y0", "y1"}
+
+
+def black_box(X):
+    return np.sin(X[:, 0]) * X[:, 1]
+
+
+def test_callable_source_run(compose_config, tmp_path):
+    result = _train(
+        compose_config,
+        tmp_path,
+        ["data=callable", "data.source.function=test_train.black_box", "data.source.lower=[0,0]", "data.source.upper=[3,1]"],
+    )
+    assert result.summary["data"].startswith("callable")
+    np.testing.assert_array_equal(result.surrogate.lower, [0, 0])
+
+
+@pytest.fixture
+def linear_samples():
+    rng = np.random.default_rng(0)
+    X = rng.uniform([0.0, 0.0], [1.0, 1000.0], size=(400, 2))
+    return X, 3.0 * X[:, 0] - 0.002 * X[:, 1] + 500.0
+
+
+@pytest.mark.parametrize("kind", ["npz", "npy", "csv"])
+def test_file_sources_run(compose_config, tmp_path, linear_samples, kind):
+    X, y = linear_samples
+    if kind == "npz":
+        np.savez(tmp_path / "d.npz", X=X, y=y)
+        overrides = ["data=npz", f"data.source.path={tmp_path / 'd.npz'}"]
+    elif kind == "npy":
+        np.save(tmp_path / "X.npy", X)
+        np.save(tmp_path / "y.npy", y)
+        overrides = ["data=npy", f"data.source.inputs={tmp_path / 'X.npy'}", f"data.source.outputs={tmp_path / 'y.npy'}"]
+    else:
+        rows = "\n".join(f"{a},{b},{c}" for (a, b), c in zip(X, y))
+        (tmp_path / "d.csv").write_text("temperature,pressure,yield\n" + rows + "\n")
+        overrides = ["data=csv", f"data.source.path={tmp_path / 'd.csv'}", "data.source.outputs=[yield]"]
+    result = _train(compose_config, tmp_path / "run", overrides)
+    assert result.summary["validation"]["r2"]
+    if kind == "csv":
+        assert result.surrogate.input_names == ["temperature", "pressure"]
+    # the domain of trust is the box of the data
+    np.testing.assert_allclose(result.surrogate.lower, X.min(0))
+    np.testing.assert_allclose(result.surrogate.upper, X.max(0))
+
+
+def test_fit_api_gives_derivatives_in_data_units(linear_samples):
+    """Inputs differ in scale by 1000×: normalisation layers must carry the units through autograd."""
+    X, y = linear_samples
+    s = surrogates.fit(X, y, overrides=[*FAST, "trainer.max_epochs=200", "model.polish_epochs=20"])
+    assert s.scalar_output and s.predict(X[:5]).shape == (5,)
+    inner = np.random.default_rng(1).uniform([0.2, 200.0], [0.8, 800.0], size=(50, 2))
+    np.testing.assert_allclose(s.gradient(inner), np.tile([3.0, -0.002], (50, 1)), rtol=2e-2)
+    np.testing.assert_allclose(s.predict(inner), 3.0 * inner[:, 0] - 0.002 * inner[:, 1] + 500.0, rtol=1e-3)
+
+
+def test_fit_api_with_gradients_and_vector_outputs(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (200, 2))
+    y = np.stack([X[:, 0] * X[:, 1], X[:, 0] + X[:, 1]], axis=1)
+    G = np.stack([np.stack([X[:, 1], X[:, 0]], 1), np.ones((200, 2))], axis=1)
+    s = surrogates.fit(X, y, gradients=G, overrides=[*FAST, "model.gradient_weight=1.0"], output_names=["product", "sum"], output_dir=tmp_path)
+    assert s.output_names == ["product", "sum"] and s.predict(X).shape == (200, 2)
+    assert (tmp_path / SURROGATE_FILE).is_file()
+
+
+def test_fit_rejects_bad_arrays_before_training():
+    from surrogates.data import DataError
+
+    with pytest.raises(DataError, match="NaN or inf in row"):
+        surrogates.fit(np.c_[np.arange(20.0), [np.nan] + [1.0] * 19], np.arange(20.0), overrides=FAST)
+
+
+# ---------------------------------------------------------------------- the surrogate file
+
+
+@pytest.fixture(scope="module")
+def small_surrogate(tmp_path_factory):
+    from surrogates.model import MLP
+
+    torch.manual_seed(0)
+    model = MLP(3, 1, width=8, depth=2)
+    model.set_normalisation(torch.tensor([1.0, 2, 3]), torch.tensor([0.5, 2, 4]), torch.tensor([10.0]), torch.tensor([3.0]))
+    return Surrogate(model, ["a", "b", "c"], ["f"], True, lower=[0, 0, 0], upper=[2, 4, 6], info={"note": "test"})
+
+
+def test_save_load_round_trip_is_exact(small_surrogate, tmp_path):
+    path = small_surrogate.save(tmp_path / "s.safetensors")
+    loaded = surrogates.load(path)
+    X = torch.rand(32, 3, dtype=torch.float64) * 2
+    assert torch.equal(loaded.predict(X), small_surrogate.predict(X))
+    assert loaded.input_names == ["a", "b", "c"] and loaded.info == {"note": "test"}
+    assert not any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+
+
+def test_load_refuses_what_is_not_a_surrogate(small_surrogate, tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        surrogates.load(tmp_path / "missing.safetensors")
+    good = small_surrogate.save(tmp_path / "s.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(good[: len(good) // 2])
+    with pytest.raises(CheckpointError, match="not a readable surrogate file"):
+        surrogates.load(tmp_path / "cut.safetensors")
+    (tmp_path / "text.safetensors").write_text("hello")
+    with pytest.raises(CheckpointError, match="not a readable surrogate file"):
+        surrogates.load(tmp_path / "text.safetensors")
+    torch.save({"state_dict": {}}, tmp_path / "lightning.ckpt")
+    with pytest.raises(CheckpointError, match="Lightning training checkpoint"):
+        surrogates.load(tmp_path / "lightning.ckpt")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(CheckpointError, match="not a surrogate"):
+        surrogates.load(tmp_path / "other.safetensors")
+
+
+def test_load_refuses_weights_that_do_not_fit_the_declared_model(small_surrogate, tmp_path):
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    path = small_surrogate.save(tmp_path / "s.safetensors")
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+    tensors = load_file(str(path))
+    tensors["hidden.0.weight"] = torch.zeros(8, 5, dtype=torch.float64)
+    save_file(tensors, str(tmp_path / "wrong.safetensors"), metadata=meta)
+    with pytest.raises(CheckpointError, match="size mismatch"):
+        surrogates.load(tmp_path / "wrong.safetensors")
+
+
+def test_loading_never_unpickles(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"payload": Exploit()}, tmp_path / "evil.safetensors")
+    with pytest.raises(CheckpointError):
+        surrogates.load(tmp_path / "evil.safetensors")
+    assert not marker.exists()
+
+
+def test_query_points_of_the_wrong_dimension(small_surrogate):
+    with pytest.raises(ValueError, match=r"shape \(N, 3\) or \(3,\) .* got \(4, 2\)"):
+        small_surrogate.predict(np.zeros((4, 2)))
+    assert small_surrogate.predict(np.ones(3)).shape == ()
+    with pytest.warns(surrogates.ExtrapolationWarning, match="1 of 2 query points lie outside"):
+        small_surrogate.predict(np.array([[1.0, 1, 1], [9.0, 1, 1]]))
+    np.testing.assert_array_equal(small_surrogate.in_domain(np.array([[1.0, 1, 1], [9.0, 1, 1]])), [True, False])
+
+
+# ---------------------------------------------------------------------- the command line
+
+
+def _cli(args, cwd):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "surrogates.cli.train", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+def test_cli_single_run_prints_summary_and_folder(tmp_path):
+    done = _cli([*FAST, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "derivative error vs exact" in done.stdout
+    assert f"outputs in {tmp_path / 'run'}" in done.stdout
+    assert (tmp_path / "run" / SURROGATE_FILE).is_file()
+
+
+def test_cli_multirun_gives_each_run_its_own_folder(tmp_path):
+    done = _cli(["-m", *FAST, "model.width=8,16", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    widths = sorted(surrogates.load(tmp_path / "sweep" / str(i) / SURROGATE_FILE).model.width for i in (0, 1))
+    assert widths == [8, 16]
+
+
+def test_cli_bad_override_fails_cleanly(tmp_path):
+    done = _cli(["model.widht=3"], cwd=tmp_path)
+    assert done.returncode != 0
+    assert "model.widht" in done.stderr and "Traceback" not in done.stderr
