@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -138,15 +140,20 @@ def test_density_nodes_and_implied_trace(net_problem):
     assert abs(area - 1) < 1e-3
 
 
-def test_deflated_density_from_lanczos_has_smaller_error(net_problem):
+def test_deflated_density_from_lanczos(net_problem):
     model, X, Y, loss, H, ref = net_problem
     op = HessianOperator(model, loss, (X, Y))
-    top = lanczos(op, 5, "LA")
-    plain = spectral_density(op, num_probes=10, num_steps=15, seed=4)
-    defl = spectral_density(op, num_probes=10, num_steps=15, seed=4, deflate=top)
+    top = lanczos(op, 5, "LA", keep_basis=True)
+    assert top.basis.shape == (op.n, top.iterations)
+    np.testing.assert_allclose(np.sum(top.all_ritz_values), np.trace(top.basis.numpy().T @ H @ top.basis.numpy()), atol=1e-10)
+    plain = spectral_density(op, num_probes=30, num_steps=15, seed=4)
+    defl = spectral_density(op, num_probes=30, num_steps=15, seed=4, deflate=top)
+    vecs = spectral_density(op, num_probes=30, num_steps=15, seed=4, deflate=lanczos(op, 5, "LA"))
     assert defl.trace_stderr < plain.trace_stderr
-    assert abs(defl.trace - np.trace(H)) < 4 * defl.trace_stderr
-    np.testing.assert_allclose(defl.deflated, ref[::-1][:5], atol=1e-10)
+    for d in (plain, defl, vecs):
+        assert abs(d.trace - np.trace(H)) < 4 * d.trace_stderr
+        assert abs(d.trace - op.n * d.moment(1)) < 1e-8  # the density's own first moment
+    np.testing.assert_allclose(vecs.deflated, ref[::-1][:5], atol=1e-10)
     with pytest.raises(ValueError, match=r"deflation vectors must have shape"):
         spectral_density(op, 2, 3, deflate=(np.ones(2), torch.ones(op.n, 3, dtype=torch.float64)))
 
@@ -155,3 +162,20 @@ def test_dense_matrix_matches_reference(net_problem):
     model, X, Y, loss, H, _ = net_problem
     op = HessianOperator(model, loss, (X, Y), batch_size=10)
     np.testing.assert_allclose(dense_matrix(op, chunk=7).numpy(), H, atol=1e-10)
+
+
+def test_refine_with_float64_operator_recovers_float64_eigenvalues(net_problem):
+    model, X, Y, loss, H, ref = net_problem
+    from surrogates.landscape.lanczos import refine
+
+    m32 = copy.deepcopy(model).float()
+    H64 = reference_hessian(m32, loss, X.float(), Y)  # the float32 weights, differentiated in float64
+    ref64 = np.linalg.eigvalsh(H64.numpy())
+    op32 = HessianOperator(m32, loss, (X.float(), Y))
+    op64 = HessianOperator(m32, loss, (X.float(), Y), dtype=torch.float64)
+    top = lanczos(op32, 3, "LA")
+    assert np.max(np.abs(top.eigenvalues - ref64[::-1][:3])) > 1e-9  # float32 products limit it
+    fine = refine(op64, top)
+    np.testing.assert_allclose(fine.eigenvalues, ref64[::-1][:3], atol=1e-10)
+    assert fine.num_products == top.num_products + 3 and fine.refined_with == "float64"
+    assert op64.num_products == 3

@@ -33,6 +33,7 @@ from scipy.linalg import eigh_tridiagonal
 
 from ._util import make_generator, progress
 from .lanczos import EigenResult, _orthogonalize, lanczos_tridiagonal
+from .trace import probes
 from .operator import SymmetricOperator
 
 
@@ -44,10 +45,12 @@ class SpectralDensity:
         n: Operator size.
         nodes: Per probe, the Ritz values :math:`\\theta_{p,i}`.
         weights: Per probe, :math:`\\tau_{p,i}^2` (each sums to 1).
-        deflated: Eigenvalues carried as exact point masses (weight ``1/n`` each).
+        deflated: Rayleigh quotients of the deflation basis, carried as point masses (weight
+            ``1/n`` each).
         trace: Implied trace :math:`n\\int\\lambda\\rho`.
         trace_stderr: Its standard error over probes.
         num_products: Products used by the probes (not counting the deflation eigenpairs).
+        probe_weights: :math:`c_p / \\sum c`, the probes' weights.
     """
 
     n: int
@@ -57,14 +60,16 @@ class SpectralDensity:
     trace: float = float("nan")
     trace_stderr: float = float("nan")
     num_products: int = 0
+    probe_weights: np.ndarray | None = None
 
     def point_masses(self) -> tuple[np.ndarray, np.ndarray]:
         """All nodes and their probability weights (summing to 1)."""
         k = len(self.deflated)
         P = len(self.nodes)
-        bulk = (self.n - k) / self.n / P
+        c = np.full(P, 1.0 / P) if self.probe_weights is None else self.probe_weights
+        bulk = (self.n - k) / self.n
         nodes = np.concatenate([self.deflated] + list(self.nodes))
-        weights = np.concatenate([np.full(k, 1.0 / self.n)] + [w * bulk for w in self.weights])
+        weights = np.concatenate([np.full(k, 1.0 / self.n)] + [w * bulk * cp for w, cp in zip(self.weights, c)])
         return nodes, weights
 
     def support(self) -> tuple[float, float]:
@@ -112,22 +117,34 @@ class SpectralDensity:
 
 def spectral_density(
     op: SymmetricOperator,
-    num_probes: int = 8,
-    num_steps: int = 30,
+    num_probes: int = 16,
+    num_steps: int = 20,
     *,
     seed: int | None = 0,
     deflate: EigenResult | tuple[np.ndarray, torch.Tensor] | None = None,
+    distribution: str = "rademacher",
     progress_bar: bool | None = None,
 ) -> SpectralDensity:
-    """Stochastic Lanczos quadrature, optionally deflated by known eigenpairs.
+    """Stochastic Lanczos quadrature, optionally deflated by a known subspace.
+
+    Probes :math:`z_p` (Rademacher by default: the lowest-variance Hutchinson probes) are
+    projected onto the complement of the deflation basis, :math:`z_p \\leftarrow P z_p`, and
+    weighted by :math:`c_p = \\lVert P z_p\\rVert^2` (constant ``= n`` without deflation), so that
+
+    .. math:: \\rho_{\\text{bulk}} = \\frac{\\sum_p c_p \\sum_i \\tau_{p,i}^2 \\delta_{\\theta_{p,i}}}{\\sum_p c_p},
+              \\qquad \\operatorname{tr}(PHP) \\approx (n-k)\\,\\frac{\\sum_p c_p\\,u_p^\\top H u_p}{\\sum_p c_p}.
 
     Args:
         op: Symmetric operator.
-        num_probes: Random probes (Gaussian, normalised, orthogonal to the deflation basis).
-        num_steps: Lanczos steps per probe (= products per probe).
+        num_probes: Random probes; the implied trace's standard error falls as ``1/sqrt``.
+        num_steps: Lanczos steps per probe (= products per probe); sets the resolution.
         seed: Seed of the probes.
-        deflate: Eigenpairs to carry as exact point masses: an :class:`EigenResult` with
-            eigenvectors, or ``(eigenvalues, eigenvectors)`` with orthonormal columns.
+        deflate: What to carry exactly: an :class:`EigenResult` (with ``keep_basis=True`` its
+            whole Krylov basis and all Ritz values are used, which costs no products and
+            removes every direction Lanczos has already explored; otherwise its Ritz
+            vectors), or ``(values, vectors)`` with orthonormal columns and their Rayleigh
+            quotients.
+        distribution: ``"rademacher"`` or ``"gaussian"`` probes.
         progress_bar: tqdm bar over probes (``None``: only on a TTY).
 
     Returns:
@@ -142,26 +159,28 @@ def spectral_density(
     deflated = np.zeros(0)
     if deflate is not None:
         if isinstance(deflate, EigenResult):
-            if deflate.eigenvectors is None:
-                raise ValueError("deflate needs an EigenResult computed with return_eigenvectors=True")
-            deflated, Qd = deflate.eigenvalues, deflate.eigenvectors
+            if deflate.basis is not None:
+                deflated, Qd = deflate.all_ritz_values, deflate.basis
+            elif deflate.eigenvectors is not None:
+                deflated, Qd = deflate.eigenvalues, deflate.eigenvectors
+            else:
+                raise ValueError("deflate needs an EigenResult with eigenvectors or keep_basis=True")
         else:
             deflated, Qd = np.asarray(deflate[0], dtype=np.float64), deflate[1]
         Qd = Qd.to(op.device, torch.float64)
         if Qd.ndim != 2 or Qd.shape[0] != n or Qd.shape[1] != len(deflated):
-            raise ValueError(
-                f"deflation vectors must have shape ({n}, {len(deflated)}), got {tuple(Qd.shape)}"
-            )
+            raise ValueError(f"deflation vectors must have shape ({n}, {len(deflated)}), got {tuple(Qd.shape)}")
         if Qd.shape[1] >= n:
             raise ValueError("cannot deflate the whole space")
     k = len(deflated)
     gen = make_generator(seed)
     start = op.num_products
-    nodes, weights, quad = [], [], []
+    nodes, weights, quad, norms = [], [], [], []
     for _ in progress(range(num_probes), enabled=progress_bar, total=num_probes, desc="SLQ probes"):
-        z = torch.randn(n, generator=gen, dtype=torch.float64).to(op.device)
+        z = probes(n, 1, gen, distribution)[:, 0].to(op.device)
         if Qd is not None:
             z = _orthogonalize(z, Qd)
+        norms.append(float(z @ z))
         alpha, beta, m = lanczos_tridiagonal(op, z, num_steps, deflate=Qd)
         if m > 1:
             theta, S = eigh_tridiagonal(alpha, beta)
@@ -170,9 +189,15 @@ def spectral_density(
         tau2 = S[0, :] ** 2
         nodes.append(theta)
         weights.append(tau2 / tau2.sum())
-        quad.append(alpha[0])  # u^T H u, exactly the first Lanczos coefficient
-    quad_arr = np.asarray(quad)
-    bulk = (n - k) * quad_arr
-    trace = float(np.sum(deflated) + bulk.mean())
-    stderr = float(bulk.std(ddof=1) / np.sqrt(len(bulk))) if len(bulk) > 1 else float("inf")
-    return SpectralDensity(n, nodes, weights, np.asarray(deflated, dtype=np.float64), trace, stderr, op.num_products - start)
+        quad.append(alpha[0])  # u^T H u: the first Lanczos coefficient
+    c = np.asarray(norms)
+    t = (n - k) * np.asarray(quad)
+    ratio = float(np.sum(c * t) / np.sum(c))
+    trace = float(np.sum(deflated) + ratio)
+    if len(c) > 1:
+        stderr = float(np.std(c * (t - ratio), ddof=1) / np.mean(c) / np.sqrt(len(c)))
+    else:
+        stderr = float("inf")
+    return SpectralDensity(
+        n, nodes, weights, np.asarray(deflated, dtype=np.float64), trace, stderr, op.num_products - start, c / c.sum()
+    )

@@ -78,6 +78,8 @@ class EigenResult:
     which: str
     restarts: int = 0
     all_ritz_values: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    basis: torch.Tensor | None = None
+    refined_with: str | None = None
 
     @property
     def all_converged(self) -> bool:
@@ -107,6 +109,7 @@ class EigenResult:
             "iterations": self.iterations,
             "num_products": self.num_products,
             "restarts": self.restarts,
+            "refined_with": self.refined_with,
             "status": self.message(),
         }
 
@@ -151,6 +154,7 @@ def lanczos(
     v0: torch.Tensor | None = None,
     deflate: torch.Tensor | None = None,
     return_eigenvectors: bool = True,
+    keep_basis: bool = False,
     progress_bar: bool | None = None,
     warn: bool = True,
 ) -> EigenResult:
@@ -173,6 +177,9 @@ def lanczos(
         v0: Explicit start vector instead.
         deflate: ``(n, p)`` orthonormal columns to stay orthogonal to (e.g. known eigenvectors).
         return_eigenvectors: Form the Ritz vectors (``n x k`` float64 memory).
+        keep_basis: Keep the whole orthonormal Krylov basis ``Q_m`` (``result.basis``); with
+            ``result.all_ritz_values`` it deflates stochastic Lanczos quadrature
+            (:func:`~surrogates.landscape.density.spectral_density`) at no extra products.
         progress_bar: tqdm bar over steps (``None``: only on a TTY).
         warn: Emit a ``RuntimeWarning`` when not converged.
 
@@ -270,6 +277,7 @@ def lanczos(
         which=which,
         restarts=restarts,
         all_ritz_values=theta,
+        basis=Q[:, :m].clone() if keep_basis else None,
     )
     if warn and not result.all_converged:
         warnings.warn(f"lanczos({which}): {result.message()}", RuntimeWarning, stacklevel=2)
@@ -326,3 +334,68 @@ def lanczos_tridiagonal(
         beta[j] = b
         q = w / b
     return alpha[:m], beta[: m - 1], m
+
+
+def refine(op: SymmetricOperator, result: EigenResult, *, label: str | None = None) -> EigenResult:
+    """Rayleigh-Ritz refinement of computed eigenpairs with another (e.g. float64) operator.
+
+    Lanczos on a float32 operator gives Ritz vectors whose residual is limited by float32
+    rounding in the products. One product per vector with a higher-precision operator
+    :math:`H'` and the small eigenproblem
+
+    .. math:: (Y^\\top H' Y)\\, s = \\theta' s, \\qquad y' = Y s
+
+    give eigenvalues of :math:`H'` with error :math:`O(r^2/\\mathrm{gap})`, i.e. to about the square of
+    the float32 level, and *true* residuals :math:`\\lVert H' y' - \\theta' y' \\rVert` (not the recurrence
+    estimate). Costs ``k`` products of ``op``.
+
+    Args:
+        op: The operator to refine against (same size).
+        result: An :class:`EigenResult` with eigenvectors.
+        label: Text stored in ``refined_with`` (default: the operator's dtype).
+
+    Returns:
+        A new :class:`EigenResult` ordered like ``result``.
+    """
+    if result.eigenvectors is None:
+        raise ValueError("refine needs an EigenResult computed with return_eigenvectors=True")
+    Y = result.eigenvectors.to(op.device, torch.float64)
+    if Y.shape[0] != op.shape[0]:
+        raise ValueError(f"eigenvectors have {Y.shape[0]} rows but the operator has size {op.shape[0]}")
+    Y, _ = torch.linalg.qr(Y)
+    start = op.num_products
+    W = (op @ Y).to(torch.float64)
+    G = Y.T @ W
+    theta, S = np.linalg.eigh(0.5 * (G + G.T).cpu().numpy())
+    St = torch.as_tensor(S, dtype=torch.float64, device=Y.device)
+    Yn, Wn = Y @ St, W @ St
+    res = torch.linalg.vector_norm(Wn - Yn * torch.as_tensor(theta, device=Y.device), dim=0).cpu().numpy()
+    k = result.eigenvalues.shape[0]
+    order = np.argsort(-theta) if result.which in ("LA", "LM") else np.argsort(theta)
+    if result.which == "BE":
+        half = k // 2
+        order = np.concatenate([np.argsort(-theta)[:half], np.argsort(theta)[: k - half]])
+    if result.which == "LM":
+        order = np.argsort(-np.abs(theta), kind="stable")
+    theta, res = theta[order], res[order]
+    Yn = Yn[:, torch.as_tensor(order.copy(), device=Y.device)]
+    scale = max(result.scale, float(np.max(np.abs(theta))))
+    gaps = np.array([np.min(np.abs(np.delete(result.all_ritz_values, np.argmin(np.abs(result.all_ritz_values - t))) - t)) if len(result.all_ritz_values) > 1 else np.inf for t in theta])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bounds = np.minimum(res, np.where(gaps > 0, res**2 / gaps, res))
+    return EigenResult(
+        eigenvalues=theta,
+        eigenvectors=Yn,
+        residuals=res,
+        error_bounds=bounds,
+        converged=res <= max(result.tol, default_tol(op.dtype)) * scale,
+        tol=max(result.tol, default_tol(op.dtype)),
+        scale=scale,
+        iterations=result.iterations,
+        num_products=result.num_products + op.num_products - start,
+        which=result.which,
+        restarts=result.restarts,
+        all_ritz_values=result.all_ritz_values,
+        basis=result.basis,
+        refined_with=label or str(op.dtype).replace("torch.", ""),
+    )
