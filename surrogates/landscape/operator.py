@@ -364,6 +364,38 @@ class HessianOperator(SymmetricOperator):
             self.num_gradients += 1
             return loss_sum / N, acc / N
 
+    def evaluate(
+        self, theta: torch.Tensor | None = None, metrics: dict[str, Callable[..., Any]] | None = None
+    ) -> dict[str, float]:
+        """Full-data loss (and metrics) with the selected parameters set to ``theta``.
+
+        Nothing is written into the model (the values go through ``functional_call``).
+
+        Args:
+            theta: Flat parameter vector (length ``n``); ``None`` = the model's own values.
+            metrics: ``{name: fn(outputs, targets) -> scalar batch mean}``, averaged over the
+                data with the same ``n_b/N`` weights as the loss.
+
+        Returns:
+            ``{"loss": L, name: metric, ...}``.
+        """
+        values = self.fmodel.base_values() if theta is None else self.fmodel.unflatten(theta.to(self.device, self.dtype))
+        sums = {"loss": 0.0, **{k: 0.0 for k in (metrics or {})}}
+        N = 0
+        with torch.no_grad(), module_mode(self.fmodel.module, self.mode):
+            for i, (x, y) in enumerate(self._batches("evaluate")):
+                n_b = batch_size_of(x)
+                out = self.fmodel(values, x)
+                loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
+                if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+                    raise ValueError("loss_fn must return a scalar tensor (a mean- or sum-reduced loss)")
+                sums["loss"] += float(loss) * self._weight(n_b)
+                for k, fn in (metrics or {}).items():
+                    sums[k] += float(fn(out, y)) * n_b
+                N += n_b
+        self.num_samples = N
+        return {k: v / N for k, v in sums.items()}
+
     def parameters_vector(self) -> torch.Tensor:
         """The selected parameters, flattened (a copy), in the operator's dtype."""
         return self.fmodel.base_vector().to(self.dtype)
