@@ -480,38 +480,10 @@ class CsvSource:
 
     def load(self) -> Samples:
         path = _existing_file(self.path, (".csv",))
-        with open(path, newline="") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if not header:
-                raise DataError(f"data file {path} has no header row naming its columns")
-            header = [h.strip() for h in header]
-            gradient_cols = self.gradients or []
-            inputs = self.inputs or [h for h in header if h not in self.outputs and h not in gradient_cols]
-            wanted = inputs + self.outputs + gradient_cols
-            missing = [c for c in wanted if c not in header]
-            if missing:
-                raise DataError(f"data file {path} has no column(s) {missing}; its columns are {header}")
-            index = [header.index(c) for c in wanted]
-            rows = []
-            for line_number, row in enumerate(reader, start=2):
-                if not row or all(not cell.strip() for cell in row):
-                    continue
-                if len(row) != len(header):
-                    raise DataError(
-                        f"data file {path}, line {line_number}: {len(row)} cells for {len(header)} columns"
-                    )
-                try:
-                    rows.append([float(row[i]) for i in index])
-                except ValueError:
-                    bad = next(c for c, i in zip(wanted, index) if not _is_float(row[i]))
-                    raise DataError(
-                        f"data file {path}, line {line_number}, column {bad!r}: "
-                        f"{row[header.index(bad)]!r} is not a number"
-                    ) from None
-        if not rows:
-            raise DataError(f"data file {path} has a header but no data rows")
-        table = np.asarray(rows, dtype=np.float64)
+        gradient_cols = self.gradients or []
+        header = read_csv_header(path)
+        inputs = self.inputs or [h for h in header if h not in self.outputs and h not in gradient_cols]
+        table = read_csv_columns(path, inputs + self.outputs + gradient_cols)
         n_in, n_out = len(inputs), len(self.outputs)
         gradients = None
         if gradient_cols:
@@ -530,6 +502,48 @@ class CsvSource:
             self.outputs,
             origin=f"file {path}",
         )
+
+
+def read_csv_header(path: Path) -> list[str]:
+    """The column names in the first row of a CSV file."""
+    with open(path, newline="") as handle:
+        header = next(csv.reader(handle), None)
+    if not header:
+        raise DataError(f"data file {path} has no header row naming its columns")
+    return [h.strip() for h in header]
+
+
+def read_csv_columns(path: Path, columns: Sequence[str]) -> np.ndarray:
+    """The named columns of a CSV file as a float64 (rows, columns) array.
+
+    Raises:
+        DataError: a column is missing, a row has the wrong number of cells, a cell is not a
+            number (naming the line and column), or there are no data rows.
+    """
+    header = read_csv_header(path)
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(f"data file {path} has no column(s) {missing}; its columns are {header}")
+    index = [header.index(c) for c in columns]
+    rows = []
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        for line_number, row in enumerate(reader, start=2):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise DataError(f"data file {path}, line {line_number}: {len(row)} cells for {len(header)} columns")
+            try:
+                rows.append([float(row[i]) for i in index])
+            except ValueError:
+                bad = next(c for c, i in zip(columns, index) if not _is_float(row[i]))
+                raise DataError(
+                    f"data file {path}, line {line_number}, column {bad!r}: {row[header.index(bad)]!r} is not a number"
+                ) from None
+    if not rows:
+        raise DataError(f"data file {path} has a header but no data rows")
+    return np.asarray(rows, dtype=np.float64)
 
 
 def _is_float(text: str) -> bool:
@@ -722,3 +736,33 @@ class SurrogateDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_rows, shuffle=False) if len(self.val_rows) else []
+
+
+def read_points(path: str | Path, input_names: Sequence[str], key: str = "X") -> np.ndarray:
+    """Query points from a file: ``.npy`` (the array), ``.npz`` (array ``key``) or ``.csv``
+    (the columns named like the surrogate's inputs). Returns (N, d) float64; checks d and finiteness.
+    """
+    path = _existing_file(path, (".npy", ".npz", ".csv"))
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        points = _load_npy(path, mmap=False)
+    elif suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                if key not in archive:
+                    raise DataError(f"points file {path} has no array {key!r}; it holds {list(archive.keys())} (set points_key)")
+                points = archive[key]
+        except (ValueError, OSError, EOFError) as err:
+            raise DataError(f"points file {path} is not a readable .npz archive: {err}") from None
+    else:
+        points = read_csv_columns(path, list(input_names))
+    points = _to_numpy(points, "query points", f"points file {path}")
+    d = len(input_names)
+    if points.ndim == 1 and d == 1:
+        points = points[:, None]
+    if points.ndim != 2 or points.shape[1] != d:
+        raise DataError(f"points file {path}: points must have shape (N, {d}) for inputs {list(input_names)}, got {points.shape}")
+    rows = _bad_rows(points)
+    if rows.size:
+        raise DataError(f"points file {path}: NaN or inf in row(s) {_row_list(rows)} (0-based)")
+    return np.asarray(points, dtype=np.float64)

@@ -143,6 +143,22 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
     return TrainResult(surrogate=surrogate, summary=summary, output_dir=output_dir)
 
 
+def load_or_train(checkpoint: str | Path | None, output_dir: str | Path) -> Surrogate:
+    """The surrogate in ``checkpoint``, or — when it is None — the default surrogate, trained now.
+
+    Lets every command run on a fresh machine with no arguments: the default ``train`` config is
+    fitted into ``output_dir/train`` and its summary printed.
+    """
+    if checkpoint is not None:
+        return Surrogate.load(checkpoint)
+    from surrogates.api import compose_config
+
+    print("no checkpoint given: training the default surrogate first (surrogates-train defaults)")
+    result = train(compose_config("train"), output_dir=Path(output_dir) / "train")
+    print(format_summary(result.summary))
+    return result.surrogate
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """A few readable lines of a training summary."""
     lines = [f"{summary['model']} fitted to {summary['data']} in {summary['fit_seconds']:.1f} s ({summary['epochs']} epochs)"]

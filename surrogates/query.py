@@ -1,0 +1,118 @@
+"""Derivative queries streamed through Lightning's predict loop.
+
+:func:`query` evaluates any of :data:`QUANTITIES` of a surrogate at many points, batch by
+batch, with ``Trainer.predict`` — so a large query set streams with a progress bar, and a
+config with devices/strategy spreads it over accelerators. The predict loop must run with
+``inference_mode=False``: under inference mode autograd is off and derivative transforms
+could return silent zeros, so such a trainer is refused.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable, Sequence
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+from surrogates.surrogate import ExtrapolationWarning, Surrogate
+
+
+def _hessian_eigenvalues(s: Surrogate, X: Tensor) -> Tensor:
+    return torch.linalg.eigvalsh(s.hessian(X))
+
+
+QUANTITIES: dict[str, Callable[[Surrogate, Tensor], Tensor]] = {
+    "value": Surrogate.predict,
+    "gradient": Surrogate.gradient,
+    "jacobian": Surrogate.jacobian,
+    "hessian": Surrogate.hessian,
+    "laplacian": Surrogate.laplacian,
+    "hessian_eigenvalues": _hessian_eigenvalues,
+}
+
+
+def check_quantities(surrogate: Surrogate, quantities: Sequence[str]) -> list[str]:
+    """Validate requested quantity names against :data:`QUANTITIES` and the surrogate's outputs."""
+    quantities = list(quantities)
+    unknown = [q for q in quantities if q not in QUANTITIES]
+    if unknown or not quantities:
+        raise ValueError(f"unknown quantities {unknown or quantities}; choose from {list(QUANTITIES)}")
+    if surrogate.out_dim != 1:
+        scalar_only = [q for q in quantities if q in ("gradient", "hessian_eigenvalues")]
+        if scalar_only:
+            raise ValueError(f"{scalar_only} need a scalar surrogate; this one has {surrogate.out_dim} outputs (use jacobian)")
+    return quantities
+
+
+class DerivativeQuery(L.LightningModule):
+    """Predict step = the requested quantities of a surrogate at a batch of points."""
+
+    def __init__(self, surrogate: Surrogate, quantities: Sequence[str]):
+        super().__init__()
+        self.surrogate = surrogate
+        self.model = surrogate.model  # registered, so Lightning moves it to the device
+        self.quantities = check_quantities(surrogate, quantities)
+
+    def predict_step(self, batch: list[Tensor], batch_idx: int) -> dict[str, Tensor]:
+        (points,) = batch
+        with warnings.catch_warnings():
+            # extrapolation is counted once for the whole query by the caller
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+            return {q: QUANTITIES[q](self.surrogate, points).cpu() for q in self.quantities}
+
+
+def grid_points(lower: Sequence[float], upper: Sequence[float], counts: int | Sequence[int], limit: int = 5_000_000) -> np.ndarray:
+    """A regular grid over a box, (∏ counts, d), including both corners."""
+    lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+    d = lower.size
+    counts = [int(counts)] * d if np.isscalar(counts) else [int(c) for c in counts]
+    if len(counts) != d or upper.shape != lower.shape:
+        raise ValueError(f"grid needs {d} counts and bounds for {d} inputs, got counts {counts}, upper {upper.tolist()}")
+    if min(counts) < 1 or not np.all(upper >= lower):
+        raise ValueError(f"grid counts must be positive and upper ≥ lower, got {counts}, {lower.tolist()}..{upper.tolist()}")
+    total = int(np.prod(counts, dtype=np.float64))
+    if total > limit:
+        raise ValueError(f"a grid of {counts} is {total:,} points (limit {limit:,}); lower the counts or pass a points file")
+    axes = [np.linspace(lo, hi, c) for lo, hi, c in zip(lower, upper, counts)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, d)
+
+
+def query(
+    surrogate: Surrogate,
+    X: np.ndarray,
+    quantities: Sequence[str],
+    trainer: L.Trainer | None = None,
+    batch_size: int = 4096,
+) -> dict[str, np.ndarray]:
+    """Evaluate ``quantities`` of ``surrogate`` at points ``X`` (N, d) with ``Trainer.predict``.
+
+    Args:
+        surrogate: The fitted surrogate.
+        X: (N, d) query points in data units.
+        quantities: Names from :data:`QUANTITIES`.
+        trainer: A Lightning trainer with ``inference_mode=False`` (default: CPU, one device).
+        batch_size: Points per predict batch (bounds memory).
+
+    Returns:
+        Quantity name → numpy array with N rows (shapes as the Surrogate methods return them).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != surrogate.in_dim:
+        raise ValueError(f"query points must have shape (N, {surrogate.in_dim}), got {X.shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    module = DerivativeQuery(surrogate, quantities)
+    if trainer is None:
+        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, inference_mode=False, enable_model_summary=False)
+    if trainer.predict_loop.inference_mode:
+        raise ValueError(
+            "the trainer runs predict under torch.inference_mode, where autograd is disabled and "
+            "derivatives would be silently wrong; create it with Trainer(inference_mode=False)"
+        )
+    loader = DataLoader(TensorDataset(torch.from_numpy(X)), batch_size=batch_size, shuffle=False)
+    batches = trainer.predict(module, loader)
+    return {q: torch.cat([b[q] for b in batches]).numpy() for q in module.quantities}
