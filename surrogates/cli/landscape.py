@@ -1,0 +1,274 @@
+"""``surrogates-landscape``: loss-landscape analysis of an existing network (Hydra app).
+
+``main`` is a thin Hydra wrapper; :func:`run` does the work and is what tests call.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from surrogates.io import write_json, write_with
+from surrogates.landscape import loading
+from surrogates.landscape.character import characterize
+from surrogates.landscape.density import spectral_density
+from surrogates.landscape.example import bundled_example
+from surrogates.landscape.exact import exact_spectrum
+from surrogates.landscape.lanczos import lanczos, refine
+from surrogates.landscape.operator import HessianOperator
+from surrogates.landscape.slices import accuracy, eigenvector_slice, interpolation_path, random_slice
+from surrogates.landscape.trace import hutchpp
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, None: None}
+
+
+def _instantiate(node: Any, what: str) -> Any:
+    if not (isinstance(node, DictConfig) and "_target_" in node):
+        raise ValueError(f"{what} must be a mapping with a _target_ key, got {node!r}")
+    return hydra.utils.instantiate(node, _convert_="all")
+
+
+def _network(cfg: DictConfig, out: Path) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """Return (model, data-or-None, info) from cfg.network (or the bundled example)."""
+    net = cfg.network
+    given = [k for k in ("model", "archive", "surrogate") if net.get(k) is not None]
+    if len(given) > 1:
+        raise ValueError(f"give only one of network.model, network.archive, network.surrogate; got {given}")
+    if not given:
+        ex = bundled_example(seed=int(cfg.seed), steps=int(cfg.example.steps), n_samples=int(cfg.example.n_samples))
+        write_with(out / "example_model.pt", lambda p: torch.save(ex.model.state_dict(), p))
+        write_with(out / "example_data.npz", lambda p: np.savez(p, x=ex.X.numpy(), y=ex.Y.numpy()))
+        return ex.model, (ex.X, ex.Y), {"kind": "bundled example", **ex.info}
+    if given[0] == "model":
+        model = _instantiate(net.model, "network.model")
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"network.model built a {type(model).__name__}, not a torch.nn.Module")
+        info: dict[str, Any] = {"kind": "model", "target": str(net.model._target_)}
+        if net.state_dict is not None:
+            state = loading.load_state_dict(net.state_dict, key=net.state_dict_key, prefix=net.state_dict_prefix or "")
+            loading.apply_state_dict(model, state, source=f"state dict {net.state_dict}")
+            info["state_dict"] = str(net.state_dict)
+        return model, None, info
+    if given[0] == "archive":
+        return loading.load_archive(net.archive), None, {"kind": "archive", "path": str(net.archive)}
+    return loading.load_surrogate(net.surrogate), None, {"kind": "surrogate", "path": str(net.surrogate)}
+
+
+def _data(cfg: DictConfig, default: Any) -> Any:
+    src = cfg.data.source
+    if src is None:
+        if default is None:
+            raise ValueError("data.source is required when a network is given (a _target_ mapping or a .npz/.npy path)")
+        return default
+    if isinstance(src, DictConfig):
+        return _instantiate(src, "data.source")
+    return loading.load_arrays(src, targets=cfg.data.targets, inputs_key=cfg.data.inputs_key, targets_key=cfg.data.targets_key)
+
+
+def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]:
+    """Analyse the configured network; write ``landscape.json`` and figures into ``output_dir``.
+
+    Returns:
+        The summary dict written to ``landscape.json``.
+    """
+    if output_dir is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        output_dir = HydraConfig.get().runtime.output_dir
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads is not None:
+        torch.set_num_threads(int(cfg.threads))
+    seed = int(cfg.seed)
+    bar = cfg.progress
+    t_all = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    model, default_data, net_info = _network(cfg, out)
+    data = _data(cfg, default_data)
+    loss_fn = _instantiate(cfg.loss, "loss")
+    params = cfg.hessian.params
+    if params is not None and not isinstance(params, str):
+        params = [str(p) for p in params]
+    if params is None and net_info["kind"] == "surrogate":
+        params = "*"  # surrogates are stored frozen; study all their weights
+    if cfg.hessian.dtype not in _DTYPES:
+        raise ValueError(f"hessian.dtype must be float32, float64 or null, got {cfg.hessian.dtype!r}")
+    op = HessianOperator(
+        model,
+        loss_fn,
+        data,
+        params=params,
+        dtype=_DTYPES[cfg.hessian.dtype],
+        batch_size=cfg.data.batch_size,
+        cache_graphs=cfg.hessian.cache_graphs,
+        mode=cfg.hessian.mode,
+        progress=bar,
+    )
+    timings["setup_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    loss, grad = op.loss_and_gradient()
+    grad_norm = float(torch.linalg.vector_norm(grad.double()))
+    timings["gradient_s"] = time.perf_counter() - t
+    classification = isinstance(loss_fn, torch.nn.CrossEntropyLoss)
+    metrics = {"accuracy": accuracy} if classification else None
+    base = op.evaluate(None, metrics)
+
+    # ---- spectrum: top-k and bottom-k from one Lanczos run (shared Krylov space)
+    k = min(int(cfg.spectrum.k), max(1, (op.n - 1) // 2))
+    t = time.perf_counter()
+    op.reset_counter()
+    spec = lanczos(op, k, "BE", max_iter=cfg.spectrum.max_iter, tol=cfg.spectrum.tol, seed=seed, keep_basis=bool(cfg.density.deflate), progress_bar=bar)
+    spec_products = op.num_products
+    if cfg.spectrum.refine and op.dtype != torch.float64:
+        op64 = HessianOperator(model, loss_fn, data, params=params, dtype=torch.float64, batch_size=cfg.data.batch_size, cache_graphs=cfg.hessian.cache_graphs, mode=cfg.hessian.mode)
+        spec = refine(op64, spec)
+        spec_products += op64.num_products
+        del op64
+    timings["spectrum_s"] = time.perf_counter() - t
+    top, bottom = spec.eigenvalues[:k], spec.eigenvalues[k:]
+
+    # ---- trace (Hutch++) and density (deflated SLQ)
+    t = time.perf_counter()
+    op.reset_counter()
+    tr = hutchpp(op, int(cfg.trace.num_products), seed=seed + 1, progress_bar=bar)
+    timings["trace_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    op.reset_counter()
+    dens = spectral_density(op, int(cfg.density.num_probes), int(cfg.density.num_steps), seed=seed + 2, deflate=spec if cfg.density.deflate else None, progress_bar=bar)
+    timings["density_s"] = time.perf_counter() - t
+
+    # ---- exact reference for small networks
+    exact = None
+    if op.n <= int(cfg.exact.max_params):
+        t = time.perf_counter()
+        ev = exact_spectrum(op, progress_bar=bar)
+        timings["exact_s"] = time.perf_counter() - t
+        exact = {
+            "eigenvalues": ev,
+            "trace": float(np.sum(ev)),
+            "lambda_max": float(ev[-1]),
+            "lambda_min": float(ev[0]),
+            "num_negative": int(np.sum(ev < -float(cfg.critical.neg_tol) * np.max(np.abs(ev)))),
+            "top_abs_error": np.abs(top - ev[::-1][:k]).tolist(),
+            "bottom_abs_error": np.abs(bottom - ev[:k]).tolist(),
+            "trace_rel_error": abs(tr.value - float(np.sum(ev))) / abs(float(np.sum(ev))),
+            "density_trace_rel_error": abs(dens.trace - float(np.sum(ev))) / abs(float(np.sum(ev))),
+        }
+
+    verdict = characterize(
+        grad_norm,
+        exact["eigenvalues"] if exact else spec.eigenvalues,
+        grad_tol=float(cfg.critical.grad_tol),
+        neg_tol=float(cfg.critical.neg_tol),
+        full_spectrum=exact is not None,
+        converged=spec.all_converged,
+    )
+
+    # ---- slices
+    t = time.perf_counter()
+    op.reset_counter()
+    sl = cfg.slices
+    s1 = random_slice(op, int(sl.points_1d), float(sl.span), seed=seed + 3, metrics=metrics, progress_bar=bar)
+    s2 = random_slice(op, int(sl.points_2d), float(sl.span), dims=2, seed=seed + 3, metrics=metrics, progress_bar=bar)
+    lam = float(top[0])
+    espan = float(sl.eigen_span) if sl.eigen_span is not None else (math.sqrt(2.0 / lam) if lam > 0 else 1.0)
+    se = eigenvector_slice(op, spec.eigenvectors[:, 0], int(sl.points_1d), espan, metrics=metrics, progress_bar=bar)
+    path = None
+    if cfg.network.compare_state_dict is not None:
+        other = loading.load_state_dict(cfg.network.compare_state_dict, key=cfg.network.state_dict_key, prefix=cfg.network.state_dict_prefix or "")
+        path = interpolation_path(op, None, other, int(sl.path_points), extend=float(sl.path_extend), metrics=metrics, progress_bar=bar)
+    timings["slices_s"] = time.perf_counter() - t
+
+    summary: dict[str, Any] = {
+        "network": net_info,
+        "num_params": op.n,
+        "params": op.param_names,
+        "num_samples": op.num_samples,
+        "dtype": str(op.dtype).replace("torch.", ""),
+        "mode": op.mode,
+        "loss": loss,
+        "metrics_at_weights": base,
+        "gradient_norm": grad_norm,
+        "critical_point": verdict.to_dict(),
+        "spectrum": {**spec.to_dict(), "top": top.tolist(), "bottom": bottom.tolist(), "num_products_total": spec_products},
+        "trace": tr.to_dict(),
+        "density": dens.to_dict(),
+        "exact": exact,
+        "slices": {
+            "random_1d": s1.to_dict(),
+            "random_2d": s2.to_dict(),
+            "eigenvector_1d": {**se.to_dict(), "eigenvalue": lam},
+            **({"path": path.to_dict()} if path else {}),
+        },
+        "hvp_counts": {
+            "spectrum": spec_products,
+            "trace": tr.num_products,
+            "density": dens.num_products,
+            "exact": op.n if exact else 0,
+        },
+        "timings_s": timings,
+        "threads": torch.get_num_threads(),
+        "seed": seed,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    figures = []
+    if cfg.figures:
+        from surrogates.landscape import plots
+
+        def save(name: str, fig) -> None:
+            write_with(out / name, lambda p: fig.savefig(p, dpi=120))
+            figures.append(name)
+
+        ev_exact = exact["eigenvalues"] if exact else None
+        save("density.png", plots.plot_density(dens, ev_exact))
+        save("eigenvalues.png", plots.plot_eigenvalues(top, bottom, ev_exact))
+        save("slice_1d.png", plots.plot_slices_1d([s1, se], ["random (filter-normalised)", "top eigenvector"]))
+        save("slice_2d.png", plots.plot_slice_2d(s2))
+        if path is not None:
+            save("path.png", plots.plot_path(path))
+    timings["total_s"] = time.perf_counter() - t_all
+    summary["figures"] = figures
+    write_json(out / "landscape.json", summary)
+    _print_summary(summary, out)
+    return summary
+
+
+def _print_summary(s: dict[str, Any], out: Path) -> None:
+    cp = s["critical_point"]
+    sp = s["spectrum"]
+    lines = [
+        f"network: {s['network']['kind']}  params: {s['num_params']}  samples: {s['num_samples']}  dtype: {s['dtype']}",
+        f"loss: {s['loss']:.6g}  |grad|: {s['gradient_norm']:.3g}",
+        f"top eigenvalues:    {np.array2string(np.asarray(sp['top']), precision=5)}",
+        f"bottom eigenvalues: {np.array2string(np.asarray(sp['bottom']), precision=5)}  ({sp['status']})",
+        f"trace (Hutch++): {s['trace']['value']:.5g} ± {s['trace']['stderr']:.2g}   density implied trace: "
+        f"{s['density']['implied_trace']:.5g} ± {s['density']['implied_trace_stderr']:.2g}",
+    ]
+    if s["exact"]:
+        lines.append(f"exact: trace {s['exact']['trace']:.5g}, lambda_max {s['exact']['lambda_max']:.6g}, lambda_min {s['exact']['lambda_min']:.6g}")
+    lines += [
+        f"verdict: {cp['verdict']} — {cp['explanation']}",
+        f"Hessian-vector products: {s['hvp_counts']}  time: {s['timings_s'].get('total_s', 0):.1f} s",
+        f"outputs: {out}",
+    ]
+    print("\n".join(lines))
+
+
+@hydra.main(version_base="1.3", config_path="pkg://surrogates.configs", config_name="landscape")
+def main(cfg: DictConfig) -> None:
+    """Console entry point ``surrogates-landscape``."""
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""surrogates-landscape: run(cfg) composed with Hydra, inputs from files, and clear input errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_module
+from torch import nn
+
+from surrogates.cli.landscape import run
+from surrogates.landscape.loading import apply_state_dict, load_archive, load_arrays, load_state_dict
+from test_landscape_helpers import one_thread, reference_hessian  # noqa: F401
+
+SMALL = [
+    "example.n_samples=128",
+    "example.steps=60",
+    "spectrum.k=2",
+    "trace.num_products=12",
+    "density.num_probes=3",
+    "density.num_steps=6",
+    "slices.points_1d=5",
+    "slices.points_2d=3",
+    "slices.path_points=3",
+    "figures=true",
+]
+
+
+def compose_cfg(overrides):
+    with initialize_config_module(config_module="surrogates.configs", version_base="1.3"):
+        return compose("landscape", overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("landscape_default")
+    torch.set_num_threads(1)
+    summary = run(compose_cfg(SMALL), output_dir=out)
+    return out, summary
+
+
+def test_default_run_writes_json_and_figures_with_correct_numbers(default_run):
+    out, summary = default_run
+    data = json.loads((out / "landscape.json").read_text())
+    for name in ("density.png", "eigenvalues.png", "slice_1d.png", "slice_2d.png"):
+        assert (out / name).stat().st_size > 5000, name
+    assert data["figures"] == ["density.png", "eigenvalues.png", "slice_1d.png", "slice_2d.png"]
+    # independent check: dense float64 Hessian of the saved example weights
+    from surrogates.landscape.example import tanh_mlp
+
+    model = tanh_mlp([8, 24, 24, 4])
+    apply_state_dict(model, load_state_dict(out / "example_model.pt"))
+    X, Y = load_arrays(out / "example_data.npz")
+    ev = np.linalg.eigvalsh(reference_hessian(model, nn.CrossEntropyLoss(), X, Y).numpy())
+    assert data["num_params"] == len(ev) == 916
+    assert data["spectrum"]["top"][0] == pytest.approx(ev[-1], rel=1e-6)
+    assert data["spectrum"]["bottom"][0] == pytest.approx(ev[0], abs=1e-6 * ev[-1])
+    assert data["exact"]["trace"] == pytest.approx(ev.sum(), rel=1e-5)
+    assert abs(data["trace"]["value"] - ev.sum()) < 5 * data["trace"]["stderr"] + 1e-6
+    assert data["critical_point"]["verdict"] in ("minimum", "saddle", "not critical")
+    assert data["critical_point"]["grad_tol"] == 1e-3
+    assert data["hvp_counts"]["trace"] == 12 and data["hvp_counts"]["density"] == 18
+    s1 = data["slices"]["random_1d"]
+    assert s1["axes"][0][2] == 0.0 and s1["loss"][2] == pytest.approx(data["loss"], rel=1e-6)
+    assert np.asarray(data["slices"]["random_2d"]["loss"]).shape == (3, 3)
+    assert summary["loss"] == data["loss"]
+
+
+def test_target_model_with_state_dict_and_array_data(default_run, tmp_path):
+    out, _ = default_run
+    other = tmp_path / "other.pt"
+    state = load_state_dict(out / "example_model.pt")
+    torch.save({k: v + 0.01 for k, v in state.items()}, other)
+    cfg = compose_cfg(
+        SMALL
+        + [
+            "+network.model={_target_:surrogates.landscape.example.tanh_mlp,sizes:[8,24,24,4]}",
+            f"network.state_dict={out / 'example_model.pt'}",
+            f"network.compare_state_dict={other}",
+            f"data.source={out / 'example_data.npz'}",
+            "data.batch_size=50",
+            "hessian.dtype=float64",
+            "hessian.params=[2.*]",
+        ]
+    )
+    summary = run(cfg, output_dir=tmp_path / "run")
+    assert summary["network"]["kind"] == "model"
+    assert summary["params"] == ["2.weight", "2.bias"] and summary["num_params"] == 600
+    assert summary["dtype"] == "float64"
+    assert (tmp_path / "run" / "path.png").exists()
+    path = summary["slices"]["path"]
+    assert path["axes"][0].count(0.0) == 1 and path["axes"][0].count(1.0) == 1
+
+
+def test_archive_input(default_run, tmp_path):
+    out, _ = default_run
+    from surrogates.landscape.example import tanh_mlp
+
+    model = tanh_mlp([8, 24, 24, 4])
+    apply_state_dict(model, load_state_dict(out / "example_model.pt"))
+    X, _ = load_arrays(out / "example_data.npz")
+    torch.export.save(torch.export.export(model, (X,)), tmp_path / "m.pt2")
+    assert isinstance(load_archive(tmp_path / "m.pt2"), nn.Module)
+    cfg = compose_cfg(SMALL + [f"network.archive={tmp_path / 'm.pt2'}", f"data.source={out / 'example_data.npz'}", "figures=false", "exact.max_params=10"])
+    summary = run(cfg, output_dir=tmp_path / "run")
+    assert summary["network"]["kind"] == "archive" and summary["num_params"] == 916
+
+
+def test_bad_inputs_give_clear_errors(default_run, tmp_path):
+    out, _ = default_run
+    model_override = "network.model={_target_:surrogates.landscape.example.tanh_mlp,sizes:[8,24,24,4]}"
+    with pytest.raises(FileNotFoundError, match=r"state dict file not found: .*missing\.pt"):
+        run(compose_cfg(SMALL + [model_override, f"network.state_dict={tmp_path / 'missing.pt'}"]), output_dir=tmp_path / "a")
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"0.weight": torch.zeros(3, 3)}, wrong)
+    with pytest.raises(ValueError, match=r"does not fit the model Sequential: missing keys \['0.bias'.*shape mismatches \['0.weight: file \(3, 3\) vs model \(24, 8\)'\]"):
+        run(compose_cfg(SMALL + [model_override, f"network.state_dict={wrong}"]), output_dir=tmp_path / "b")
+    np.savez(tmp_path / "bad.npz", x=np.zeros((10, 5), dtype=np.float32), y=np.zeros(10, dtype=np.int64))
+    with pytest.raises(ValueError, match=r"model failed on batch 0 with inputs of shape \(10, 5\)"):
+        run(compose_cfg(SMALL + [model_override, f"network.state_dict={out / 'example_model.pt'}", f"data.source={tmp_path / 'bad.npz'}"]), output_dir=tmp_path / "c")
+    with pytest.raises(ValueError, match="data.source is required"):
+        run(compose_cfg(SMALL + [model_override]), output_dir=tmp_path / "d")
+    with pytest.raises(ValueError, match=r"\(reduction='none'\) is not a scalar loss"):
+        run(compose_cfg(SMALL + ["+loss.reduction=none"]), output_dir=tmp_path / "e")
+    pickled = tmp_path / "evil.pt"
+    torch.save({"w": nn.Linear(2, 2)}, pickled)  # a module object: refused by weights_only
+    with pytest.raises(ValueError, match="cannot read .*evil.pt as a weights-only torch checkpoint"):
+        load_state_dict(pickled)
