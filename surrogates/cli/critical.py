@@ -1,0 +1,89 @@
+"""``surrogates-critical``: critical points of a fitted surrogate, as configured in ``configs/critical.yaml``.
+
+Writes ``critical_points.json``, ``critical_points.csv`` and figures into the run folder,
+prints a table of the points and the folder. Without ``checkpoint`` it first fits the
+default surrogate (the ``train`` config with ``train_overrides``) into ``<run folder>/train``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from surrogates.api import compose_config
+from surrogates.critical import CriticalPointReport, find_critical_points
+from surrogates.critical_plots import write_figures
+from surrogates.io import write_json
+from surrogates.surrogate import Surrogate, load
+from surrogates.training import format_summary, train
+
+JSON_FILE = "critical_points.json"
+CSV_FILE = "critical_points.csv"
+
+
+def _train_config(overrides: list[str]) -> DictConfig:
+    """The ``train`` config with overrides — through the running Hydra app if there is one."""
+    if GlobalHydra.instance().is_initialized():
+        return hydra.compose(config_name="train", overrides=overrides)
+    return compose_config("train", overrides)
+
+
+def _surrogate(cfg: DictConfig, output_dir: Path) -> tuple[Surrogate, str]:
+    """Load ``cfg.checkpoint``, or fit the default surrogate when it is null."""
+    if cfg.checkpoint is not None:
+        return load(cfg.checkpoint), str(cfg.checkpoint)
+    overrides = list(OmegaConf.to_container(cfg.train_overrides, resolve=True))
+    print(f"no checkpoint given: fitting a surrogate first (train config, overrides {overrides or 'none'})")
+    result = train(_train_config(overrides), output_dir=output_dir / "train")
+    print(format_summary(result.summary))
+    return result.surrogate, str(result.summary["files"]["surrogate"])
+
+
+def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
+    """Find, classify and export the critical points of the configured surrogate.
+
+    Args:
+        cfg: A composed ``critical`` config.
+        output_dir: Folder for the JSON, CSV and figures (created if missing).
+
+    Returns:
+        The JSON document written (the report's dict plus ``checkpoint`` and ``files``).
+
+    Raises:
+        ValueError: The surrogate is not scalar.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    surrogate, checkpoint = _surrogate(cfg, output_dir)
+    if surrogate.out_dim != 1:
+        raise ValueError(f"critical points need a scalar surrogate; {checkpoint} has {surrogate.out_dim} outputs")
+    settings = OmegaConf.to_container(cfg.search, resolve=True)
+    report: CriticalPointReport = find_critical_points(surrogate.model, surrogate.lower, surrogate.upper, **settings)
+    files = {"json": output_dir / JSON_FILE, "csv": output_dir / CSV_FILE}
+    report.write_csv(files["csv"])
+    if cfg.figures:
+        files.update(write_figures(surrogate, report, output_dir))
+    document = {
+        "checkpoint": checkpoint,
+        "input_names": surrogate.input_names,
+        **report.to_dict(),
+        "files": {name: str(path) for name, path in files.items()},
+    }
+    write_json(files["json"], document)
+    print(report.table())
+    print(f"outputs in {output_dir}")
+    return document
+
+
+@hydra.main(version_base="1.3", config_path="pkg://surrogates.configs", config_name="critical")
+def main(cfg: DictConfig) -> None:
+    run(cfg, output_dir=HydraConfig.get().runtime.output_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""Critical points: search, classification and export against analytic truth.
+
+Fast tests run the search on the analytic test functions themselves (exact to rounding)
+and on tiny networks; tests marked ``slow`` fit surrogates per ``shared/protocol.md``
+and check the done-criteria of issue 4 on the *learned* functions.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import surrogates
+from surrogates.critical import CriticalPointReport, find_critical_points
+from surrogates.critical_plots import write_figures
+from surrogates.functions import get_function
+from surrogates.model import MLP
+from surrogates.training import SURROGATE_FILE, train
+
+from conftest import FAST
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _search(function, **kwargs) -> CriticalPointReport:
+    return find_critical_points(function.value, function.lower, function.upper, **kwargs)
+
+
+def _nearest(points: np.ndarray, x: np.ndarray) -> tuple[int, float]:
+    distances = np.linalg.norm(points - x, axis=1)
+    return int(distances.argmin()), float(distances.min())
+
+
+def _exact_kind(hessian: np.ndarray) -> str:
+    eigenvalues = np.linalg.eigvalsh(hessian)
+    if np.any(np.abs(eigenvalues) < 1e-12):
+        return "degenerate"
+    return "minimum" if eigenvalues.min() > 0 else "maximum" if eigenvalues.max() < 0 else "saddle"
+
+
+def sincos_truth() -> list[tuple[np.ndarray, str, bool]]:
+    """All critical points of sin x cos y in the closed box [-π, π]², from its exact derivatives.
+
+    ∇f = (cos x cos y, −sin x sin y) vanishes only where x and y are multiples of π/2
+    (cos x cos y = 0 needs one cosine to vanish, and then the other factor's sine must):
+    screen that lattice with the exact gradient and classify with the exact Hessian.
+    Returns (x, kind, interior) triples.
+    """
+    function = get_function("sincos")
+    lattice = np.array(list(itertools.product(np.arange(-2, 3) * math.pi / 2, repeat=2)))
+    critical = lattice[np.linalg.norm(function.gradient(lattice), axis=1) < 1e-12]
+    return [
+        (x, _exact_kind(function.hessian(x)), bool(np.all(np.abs(x) < math.pi - 1e-9))) for x in critical
+    ]
+
+
+# ------------------------------------------------------------------ analytic functions
+
+
+def test_quartic_exact_two_minima_and_a_saddle():
+    report = _search(get_function("quartic"))
+    assert report.not_converged == 0 and len(report) == 3
+    found = {(round(float(p.x[0])), round(float(p.x[1]))): p for p in report}
+    assert set(found) == {(0, 0), (1, 1), (-1, -1)}
+    for key, expected_eigenvalues, kind, index in (
+        ((0, 0), [-4.0, 4.0], "saddle", 1),
+        ((1, 1), [8.0, 16.0], "minimum", 0),
+        ((-1, -1), [8.0, 16.0], "minimum", 0),
+    ):
+        p = found[key]
+        assert (p.kind, p.index, p.in_domain) == (kind, index, True)
+        np.testing.assert_allclose(p.x, key, atol=1e-10)
+        np.testing.assert_allclose(p.eigenvalues, expected_eigenvalues, rtol=1e-10)
+        assert p.gradient_norm <= report.gradient_tolerance
+
+
+def test_sincos_exact_every_interior_point_and_none_spurious():
+    function = get_function("sincos")
+    report = _search(function)
+    truth = sincos_truth()
+    interior = [(x, kind) for x, kind, inside in truth if inside]
+    # the truth derived here agrees with the function's own list of interior points
+    listed = function.critical_points()
+    assert len(interior) == len(listed) == 4
+    for x, kind in listed:
+        match, distance = _nearest(np.array([t[0] for t in interior]), x)
+        assert distance < 1e-12 and interior[match][1] == kind
+    found = np.array([p.x for p in report])
+    for x, kind, inside in truth:
+        if inside:  # every interior point found, classified as the exact Hessian says
+            match, distance = _nearest(found, x)
+            assert distance < 1e-9, x
+            assert report[match].kind == kind
+    for p in report:  # nothing spurious: every point found is a true one (boundary ones included)
+        match, distance = _nearest(np.array([t[0] for t in truth]), p.x)
+        assert distance < 1e-9 and truth[match][1] == p.kind and p.in_domain
+
+
+def test_cubic_exact_origin_is_degenerate():
+    report = _search(get_function("cubic"))
+    assert len(report) == 1
+    (origin,) = report.points
+    assert origin.kind == "degenerate" and origin.in_domain
+    assert np.linalg.norm(origin.x) < 1e-4
+    assert np.abs(origin.eigenvalues).max() <= report.degenerate_tolerance
+
+
+def test_convex_sines_10d_minimum_and_its_exact_eigenvalues():
+    function = get_function("convex_sines")
+    report = _search(function, starts=128)
+    assert len(report) == 1 and report.not_converged == 0
+    (minimum,) = report.points
+    (truth, _), = function.critical_points()
+    assert minimum.kind == "minimum" and minimum.index == 0 and minimum.in_domain
+    np.testing.assert_allclose(minimum.x, truth, atol=1e-10)
+    np.testing.assert_allclose(minimum.eigenvalues, np.linalg.eigvalsh(function.hessian(truth)), rtol=1e-10)
+
+
+def test_maxima_and_saddles_of_every_index_in_4d():
+    """Σ sin xᵢ has 2⁴ critical points of every index: the search must not only minimise."""
+    report = _search(get_function("sum_of_sines", dim=4))
+    assert len(report) == 16
+    indices = sorted(p.index for p in report)
+    assert indices == sorted(sum(signs) for signs in itertools.product((0, 1), repeat=4))
+    for p in report:
+        np.testing.assert_allclose(np.abs(p.x), math.pi / 2, atol=1e-10)
+        assert p.index == int((p.x > 0).sum())  # H = diag(−sin xᵢ)
+
+
+def test_point_just_outside_the_box_is_flagged_and_far_ones_dropped():
+    near = torch.tensor([1.03, 0.0], dtype=torch.float64)
+
+    def bowl(X):
+        return ((X - near) ** 2).sum(-1)
+
+    report = find_critical_points(bowl, [-1.0, -1.0], [1.0, 1.0], starts=32, box_margin=0.05)
+    (p,) = report.points
+    assert not p.in_domain and p.kind == "minimum"
+    np.testing.assert_allclose(p.x, near.numpy(), atol=1e-12)
+    assert report.counts()["outside"] == 1 and report.in_domain() == []
+
+    far = torch.tensor([3.0, 0.0], dtype=torch.float64)
+    report = find_critical_points(lambda X: ((X - far) ** 2).sum(-1), [-1.0, -1.0], [1.0, 1.0], starts=32)
+    assert len(report) == 0 and report.not_converged == 32
+
+
+def test_float32_network_is_refined_in_float64():
+    torch.manual_seed(0)
+    net = MLP(2, 1, width=16, depth=2, activation="tanh", dtype="float32")
+    report = find_critical_points(net, [-3.0, -3.0], [3.0, 3.0], starts=64)
+    assert next(net.parameters()).dtype == torch.float32  # the caller's network is untouched
+    assert report.converged > 0
+    for p in report:
+        assert p.x.dtype == np.float64 and p.gradient_norm <= report.gradient_tolerance
+
+
+def test_arguments_are_checked():
+    f = get_function("quartic").value
+    with pytest.raises(ValueError, match="same length"):
+        find_critical_points(f, [0.0, 0.0], [1.0])
+    with pytest.raises(ValueError, match="must exceed"):
+        find_critical_points(f, [0.0, 1.0], [1.0, 1.0])
+    with pytest.raises(ValueError, match="starts must be a positive integer"):
+        find_critical_points(f, [0.0, 0.0], [1.0, 1.0], starts=0)
+    with pytest.raises(ValueError, match="degenerate_rtol must be a positive number"):
+        find_critical_points(f, [0.0, 0.0], [1.0, 1.0], degenerate_rtol=-1.0)
+    with pytest.raises(ValueError, match="scalar f"):
+        find_critical_points(lambda X: torch.stack([X[:, 0], X[:, 1]], 1), [0.0, 0.0], [1.0, 1.0])
+
+
+def test_json_and_csv_export(tmp_path):
+    report = _search(get_function("quartic"), starts=64)
+    document = json.loads(report.write_json(tmp_path / "points.json").read_text())
+    assert document["counts"] == {"minimum": 2, "maximum": 0, "saddle": 1, "degenerate": 0, "outside": 0}
+    assert document["degenerate_tolerance"] == pytest.approx(report.degenerate_tolerance)
+    saddle = next(p for p in document["points"] if p["kind"] == "saddle")
+    assert set(saddle) >= {"x", "value", "gradient_norm", "eigenvalues", "kind", "index", "in_domain", "condition_number"}
+    np.testing.assert_allclose(saddle["eigenvalues"], [-4, 4], rtol=1e-10)
+    with open(report.write_csv(tmp_path / "points.csv"), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["kind"] for row in rows] == [p.kind for p in report]
+    np.testing.assert_allclose([float(rows[0]["x_0"]), float(rows[0]["lambda_1"])], [report[0].x[0], report[0].eigenvalues[1]])
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_figures_2d_and_10d(tmp_path):
+    quartic = get_function("quartic")
+    written = write_figures(quartic.value, _search(quartic, starts=32), tmp_path / "2d")
+    assert set(written) == {"critical_points"}
+    convex = get_function("convex_sines")
+    written = write_figures(convex.value, _search(convex, starts=16), tmp_path / "10d")
+    assert set(written) == {"eigenvalues", "slices"}
+    for path in [*tmp_path.glob("2d/*.png"), *tmp_path.glob("10d/*.png")]:
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_cli_run_trains_without_checkpoint_then_reads_one(compose_config, tmp_path, capsys):
+    from surrogates.cli.critical import CSV_FILE, JSON_FILE, run
+
+    fast_train = [*FAST, "logger=none"]
+    listed = ",".join(f"'{override}'" for override in fast_train)
+    cfg = compose_config("critical", [f"train_overrides=[{listed}]", "search.starts=64"])
+    document = run(cfg, tmp_path / "fresh")
+    checkpoint = tmp_path / "fresh" / "train" / SURROGATE_FILE
+    assert checkpoint.is_file() and document["checkpoint"] == str(checkpoint)
+
+    cfg = compose_config("critical", [f"checkpoint={checkpoint}", "search.starts=64", "search.seed=3"])
+    document = run(cfg, tmp_path / "run")
+    on_disk = json.loads((tmp_path / "run" / JSON_FILE).read_text())
+    assert on_disk == json.loads(json.dumps(document))
+    assert on_disk["starts"] == 64 and on_disk["settings"]["seed"] == 3
+    assert on_disk["converged"] + on_disk["not_converged"] == 64
+    assert on_disk["input_names"] == ["x0", "x1"] and on_disk["lower"] == [-2.0, -2.0]
+    assert len(on_disk["points"]) == sum(on_disk["counts"].values())
+    for p in on_disk["points"]:
+        assert p["kind"] in ("minimum", "maximum", "saddle", "degenerate") and len(p["eigenvalues"]) == 2
+    assert (tmp_path / "run" / CSV_FILE).is_file()
+    assert (tmp_path / "run" / "critical_points.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert f"outputs in {tmp_path / 'run'}" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ fitted surrogates (slow)
+
+#: Fit budget for the slow tests: the package defaults (3000 epochs, L-BFGS polish), no logs.
+FIT = ["trainer.enable_progress_bar=false", "logger=none"]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """fitted(name, overrides) → Surrogate, fitted once per module."""
+    cache = {}
+
+    def _fit(name: str, overrides: list[str]):
+        if name not in cache:
+            cfg = surrogates.api.compose_config("train", [*FIT, *overrides])
+            cache[name] = train(cfg, output_dir=tmp_path_factory.mktemp(name)).surrogate
+        return cache[name]
+
+    return _fit
+
+
+def _surrogate_search(surrogate, record_property, **kwargs) -> CriticalPointReport:
+    report = find_critical_points(surrogate.model, surrogate.lower, surrogate.upper, **kwargs)
+    record_property("search_seconds", round(report.seconds, 3))
+    print(f"\n{report.table()}")
+    return report
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_quartic_surrogate_three_points_within_0p02(fitted, record_property, noise):
+    s = fitted(f"quartic-{noise}", ["data=quartic", f"data.source.noise={noise}"])
+    report = _surrogate_search(s, record_property)
+    inside = report.in_domain()
+    assert len(inside) == 3, report.table()
+    truth = get_function("quartic").critical_points()
+    for p in inside:
+        match, distance = _nearest(np.array([x for x, _ in truth]), p.x)
+        record_property(f"distance_{truth[match][1]}_{match}", distance)
+        assert distance < 0.02 and p.kind == truth[match][1]
+    assert sorted(_nearest(np.array([p.x for p in inside]), x)[0] for x, _ in truth) == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_sincos_surrogate_interior_points(fitted, record_property):
+    s = fitted("sincos", ["data=sincos"])
+    report = _surrogate_search(s, record_property)
+    truth = sincos_truth()
+    found = np.array([p.x for p in report.in_domain()])
+    for x, kind, interior in truth:
+        if interior:
+            match, distance = _nearest(found, x)
+            record_property(f"distance_{kind}_{x.round(3).tolist()}", distance)
+            assert distance < 0.02 and report.in_domain()[match].kind == kind
+    all_truth = np.array([x for x, _, _ in truth])
+    for p in report.in_domain():  # the rest are the true boundary points, pulled slightly by the fit
+        match, distance = _nearest(all_truth, p.x)
+        assert distance < 0.1 and p.kind == truth[match][1], p
+
+
+@pytest.mark.slow
+def test_cubic_surrogate_origin_is_degenerate(fitted, record_property):
+    s = fitted("cubic", ["data=cubic"])
+    report = _surrogate_search(s, record_property)
+    near_origin = [p for p in report.in_domain() if np.linalg.norm(p.x) < 0.25]
+    assert near_origin and all(p.kind == "degenerate" for p in near_origin), report.table()
+    assert not [p for p in report.in_domain() if p.kind in ("minimum", "maximum")]
+
+
+@pytest.mark.slow
+def test_convex_10d_surrogate_minimum_and_eigenvalues(fitted, record_property):
+    s = fitted("convex_sines", ["data=function", "data.source.function=convex_sines", "data.source.n_samples=20000"])
+    function = get_function("convex_sines")
+    report = _surrogate_search(s, record_property, starts=256)
+    inside = report.in_domain()
+    assert len(inside) == 1 and inside[0].kind == "minimum"
+    (truth, _), = function.critical_points()
+    exact = np.linalg.eigvalsh(function.hessian(truth))
+    errors = np.abs(inside[0].eigenvalues - exact) / np.abs(exact)
+    record_property("distance", float(np.linalg.norm(inside[0].x - truth)))
+    record_property("max_relative_eigenvalue_error", float(errors.max()))
+    assert errors.max() < 0.02
