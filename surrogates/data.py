@@ -702,7 +702,17 @@ class SurrogateDataModule(L.LightningDataModule):
             return
         samples = self.source.load()
         validate_samples(samples)
-        order = np.random.default_rng(self.split_seed).permutation(samples.n_samples)
+        self.samples = samples
+        self.split(self.split_seed)
+
+    def split(self, seed: int) -> None:
+        """(Re)draw the train/validation split and the training-set statistics from ``seed``.
+
+        Ensemble members each call this with their own seed, so they see different splits of
+        the same samples (loaded and validated once).
+        """
+        samples = self.samples
+        order = np.random.default_rng(seed).permutation(samples.n_samples)
         n_val = int(round(self.val_fraction * samples.n_samples))
         self.val_rows, self.train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
         self.input_stats = column_stats(samples.X, self.train_rows)
@@ -717,7 +727,6 @@ class SurrogateDataModule(L.LightningDataModule):
                     f"{samples.origin}: {what} column(s) {constant} are constant on the training split; "
                     "more samples or a different split are needed"
                 )
-        self.samples = samples
 
     def _loader(self, rows: np.ndarray, shuffle: bool) -> DataLoader:
         size = len(rows) if self.batch_size is None else min(self.batch_size, len(rows))

@@ -10,19 +10,19 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import Tensor
+from torch import Tensor, nn
 
 from surrogates import calculus
 from surrogates.io import atomic_write
 from surrogates.model import MLP
 
-FORMAT = "surrogates.mlp/1"
+FORMAT = "surrogates.mlp/1"  # members.<k>.<MLP state key> tensors + JSON header
 
 
 class CheckpointError(ValueError):
@@ -33,15 +33,38 @@ class ExtrapolationWarning(UserWarning):
     """Query points outside the box of the training inputs: the surrogate is extrapolating."""
 
 
+class EnsembleMean(nn.Module):
+    """The mean of several surrogate networks, x ↦ (1/K) Σ_k f̂_k(x): one torch callable for
+    code that differentiates "the surrogate" (critical points, plots, landscapes)."""
+
+    def __init__(self, members: Sequence[MLP]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        first = self.members[0]
+        self.in_dim, self.out_dim, self.smooth = first.in_dim, first.out_dim, first.smooth
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.members[0].dtype
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+
+
 class Surrogate:
-    """A fitted MLP surrogate f̂: R^d → R^m with exact derivatives in the data's units.
+    """A fitted MLP surrogate f̂: R^d → R^m — or an ensemble of K of them — with exact
+    derivatives in the data's units.
 
     Every query method takes points as numpy or torch, (N, d) or a single point (d,), and
     returns the same kind: numpy in → numpy out, torch in → torch out, a single point →
     unbatched shapes. For a surrogate of scalar data (y given as (N,)) outputs drop the m axis.
 
+    For an ensemble, every query returns the ensemble mean (derivatives are linear, so this is
+    the derivative of the mean prediction); ``return_std=True`` returns ``(mean, std)``, the std
+    over members (ddof=1), a measure of how far to trust each entry.
+
     Args:
-        model: The fitted network (maps data units to data units).
+        members: The fitted network(s), each mapping data units to data units.
         input_names: d input names.
         output_names: m output names.
         scalar_output: Whether the training outputs were 1-D.
@@ -53,7 +76,7 @@ class Surrogate:
 
     def __init__(
         self,
-        model: MLP,
+        members: MLP | Sequence[MLP],
         input_names: list[str],
         output_names: list[str],
         scalar_output: bool,
@@ -62,16 +85,21 @@ class Surrogate:
         info: dict[str, Any] | None = None,
         chunk_size: int | None = None,
     ):
-        if len(input_names) != model.in_dim or len(output_names) != model.out_dim:
+        members = [members] if isinstance(members, MLP) else list(members)
+        if not members:
+            raise ValueError("a surrogate needs at least one network")
+        first = members[0]
+        if any((m.in_dim, m.out_dim, m.dtype) != (first.in_dim, first.out_dim, first.dtype) for m in members):
+            raise ValueError("ensemble members must share input/output dimensions and dtype")
+        if len(input_names) != first.in_dim or len(output_names) != first.out_dim:
             raise ValueError(
                 f"{len(input_names)} input / {len(output_names)} output names for a model "
-                f"with {model.in_dim} inputs and {model.out_dim} outputs"
+                f"with {first.in_dim} inputs and {first.out_dim} outputs"
             )
-        if scalar_output and model.out_dim != 1:
-            raise ValueError(f"scalar_output needs a model with one output, got {model.out_dim}")
-        self.model = model.eval()
-        for parameter in self.model.parameters():
-            parameter.requires_grad_(False)
+        if scalar_output and first.out_dim != 1:
+            raise ValueError(f"scalar_output needs a model with one output, got {first.out_dim}")
+        self.members = [m.eval().requires_grad_(False) for m in members]
+        self.model: nn.Module = self.members[0] if len(self.members) == 1 else EnsembleMean(self.members)
         self.input_names, self.output_names = list(input_names), list(output_names)
         self.scalar_output = bool(scalar_output)
         self.lower = np.asarray(lower, dtype=np.float64)
@@ -81,17 +109,22 @@ class Surrogate:
 
     @property
     def in_dim(self) -> int:
-        return self.model.in_dim
+        return self.members[0].in_dim
 
     @property
     def out_dim(self) -> int:
-        return self.model.out_dim
+        return self.members[0].out_dim
+
+    @property
+    def ensemble_size(self) -> int:
+        return len(self.members)
 
     def __repr__(self) -> str:
-        m = self.model
+        m = self.members[0]
+        ensemble = f", ensemble of {self.ensemble_size}" if self.ensemble_size > 1 else ""
         return (
             f"Surrogate({m.in_dim} → {'scalar' if self.scalar_output else m.out_dim}, "
-            f"MLP {m.depth}×{m.width} {m.activation.name}, {str(m.dtype).replace('torch.', '')})"
+            f"MLP {m.depth}×{m.width} {m.activation.name}, {str(m.dtype).replace('torch.', '')}{ensemble})"
         )
 
     # ------------------------------------------------------------------ points in and out
@@ -129,7 +162,8 @@ class Surrogate:
                 result = result[0]
             return result.numpy() if as_numpy else result
 
-        return batch.to(self.model.head.weight.device, self.model.dtype), restore
+        first = self.members[0]
+        return batch.to(first.head.weight.device, first.dtype), restore
 
     def _inside(self, batch: Tensor) -> Tensor:
         lower = torch.as_tensor(self.lower, dtype=batch.dtype, device=batch.device)
@@ -153,57 +187,78 @@ class Surrogate:
 
     # ------------------------------------------------------------------ queries
 
-    def predict(self, X: Any) -> Any:
-        """Surrogate values: (N,) for scalar data, (N, m) otherwise."""
+    def _query(
+        self, X: Any, compute: Callable[[nn.Module, Tensor], Tensor], return_std: bool, squeeze: bool = True
+    ) -> Any:
+        """Evaluate ``compute(member, points)`` for every member; mean (and std) over members."""
+        if return_std and self.ensemble_size < 2:
+            raise ValueError("return_std needs an ensemble: train with ensemble.size=K (K ≥ 2)")
         batch, restore = self._points(X)
-        return restore(self._squeeze(calculus.value(self.model, batch, chunk_size=self.chunk_size)))
+        per_member = torch.stack([compute(member, batch) for member in self.members])
+        finish = (lambda r: restore(r.squeeze(1))) if squeeze and self.scalar_output else restore
+        mean = finish(per_member.mean(dim=0))
+        return (mean, finish(per_member.std(dim=0))) if return_std else mean
 
-    def gradient(self, X: Any) -> Any:
+    def predict(self, X: Any, return_std: bool = False) -> Any:
+        """Surrogate values: (N,) for scalar data, (N, m) otherwise."""
+        return self._query(X, lambda f, P: calculus.value(f, P, chunk_size=self.chunk_size), return_std)
+
+    def gradient(self, X: Any, return_std: bool = False) -> Any:
         """∇f̂, (N, d). Scalar surrogates only (use :meth:`jacobian` otherwise)."""
         if self.out_dim != 1:
             raise ValueError(f"gradient needs a scalar surrogate; this one has {self.out_dim} outputs: use jacobian")
-        batch, restore = self._points(X)
-        return restore(calculus.gradient(self.model, batch, chunk_size=self.chunk_size))
+        compute = lambda f, P: calculus.gradient(f, P, chunk_size=self.chunk_size)  # noqa: E731
+        return self._query(X, compute, return_std, squeeze=False)
 
-    def jacobian(self, X: Any) -> Any:
+    def jacobian(self, X: Any, return_std: bool = False) -> Any:
         """∂f̂_i/∂x_j, (N, m, d) (m = 1 for scalar surrogates)."""
-        batch, restore = self._points(X)
-        return restore(calculus.jacobian(self.model, batch, chunk_size=self.chunk_size))
+        compute = lambda f, P: calculus.jacobian(f, P, chunk_size=self.chunk_size)  # noqa: E731
+        return self._query(X, compute, return_std, squeeze=False)
 
-    def hessian(self, X: Any) -> Any:
+    def hessian(self, X: Any, return_std: bool = False) -> Any:
         """∂²f̂/∂x_j∂x_k with all mixed partials: (N, d, d) scalar, (N, m, d, d) otherwise."""
-        batch, restore = self._points(X)
-        return restore(self._squeeze(calculus.hessian(self.model, batch, chunk_size=self.chunk_size)))
+        return self._query(X, lambda f, P: calculus.hessian(f, P, chunk_size=self.chunk_size), return_std)
 
-    def laplacian(self, X: Any) -> Any:
+    def laplacian(self, X: Any, return_std: bool = False) -> Any:
         """Σ_j ∂²f̂/∂x_j²: (N,) scalar, (N, m) otherwise."""
-        batch, restore = self._points(X)
-        return restore(self._squeeze(calculus.laplacian(self.model, batch, chunk_size=self.chunk_size)))
+        return self._query(X, lambda f, P: calculus.laplacian(f, P, chunk_size=self.chunk_size), return_std)
 
-    def directional_derivative(self, X: Any, v: Any) -> Any:
+    def directional_derivative(self, X: Any, v: Any, return_std: bool = False) -> Any:
         """∇f̂ · v/‖v‖ for v (d,) or (N, d): (N,) scalar, (N, m) otherwise."""
-        batch, restore = self._points(X)
-        direction = torch.as_tensor(np.asarray(v) if not isinstance(v, Tensor) else v, dtype=batch.dtype)
-        result = calculus.directional_derivative(self.model, batch, direction, chunk_size=self.chunk_size)
-        return restore(self._squeeze(result))
+        direction = v if isinstance(v, Tensor) else torch.as_tensor(np.asarray(v, dtype=np.float64))
 
-    def hvp(self, X: Any, V: Any) -> Any:
+        def compute(f: nn.Module, P: Tensor) -> Tensor:
+            return calculus.directional_derivative(f, P, direction.to(P), chunk_size=self.chunk_size)
+
+        return self._query(X, compute, return_std)
+
+    def hvp(self, X: Any, V: Any, return_std: bool = False) -> Any:
         """Hessian-vector products H(x)·v for v (d,) or (N, d): (N, d) scalar, (N, m, d) otherwise."""
-        batch, restore = self._points(X)
-        vectors = torch.as_tensor(np.asarray(V) if not isinstance(V, Tensor) else V, dtype=batch.dtype)
-        return restore(self._squeeze(calculus.hvp(self.model, batch, vectors, chunk_size=self.chunk_size)))
+        vectors = V if isinstance(V, Tensor) else torch.as_tensor(np.asarray(V, dtype=np.float64))
+
+        def compute(f: nn.Module, P: Tensor) -> Tensor:
+            return calculus.hvp(f, P, vectors.to(P), chunk_size=self.chunk_size)
+
+        return self._query(X, compute, return_std)
 
     def taylor(self, x0: Any) -> calculus.TaylorModel:
-        """Second-order Taylor model of f̂ around the single point ``x0`` (d,)."""
+        """Second-order Taylor model of f̂ (the ensemble mean) around the single point ``x0`` (d,).
+
+        The model is a torch callable; for scalar surrogates its value is (), gradient (d,) and
+        Hessian (d, d).
+        """
         batch, _ = self._points(x0)
         if batch.shape[0] != 1:
             raise ValueError(f"taylor needs a single point of shape ({self.in_dim},), got {np.shape(x0)}")
-        return calculus.taylor(self.model, batch[0])
+        model = calculus.taylor(self.model, batch[0])
+        if self.scalar_output:
+            model = calculus.TaylorModel(model.center, model.value[0], model.gradient[0], model.hessian[0])
+        return model
 
     # ------------------------------------------------------------------ persistence
 
     def _metadata(self) -> dict[str, Any]:
-        m = self.model
+        m = self.members[0]
         return {
             "format": FORMAT,
             "model": {
@@ -214,6 +269,7 @@ class Surrogate:
                 "activation": m.activation.name,
                 "dtype": str(m.dtype).replace("torch.", ""),
             },
+            "ensemble_size": self.ensemble_size,
             "input_names": self.input_names,
             "output_names": self.output_names,
             "scalar_output": self.scalar_output,
@@ -225,7 +281,11 @@ class Surrogate:
     def save(self, path: str | Path) -> Path:
         """Write the surrogate to ``path`` (safetensors; atomic: a crash never leaves half a file)."""
         path = Path(path)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        tensors = {
+            f"members.{k}.{name}": tensor.detach().cpu().contiguous()
+            for k, member in enumerate(self.members)
+            for name, tensor in member.state_dict().items()
+        }
         with atomic_write(path) as tmp:
             save_file(tensors, str(tmp), metadata={"surrogates": json.dumps(self._metadata())})
         return path
@@ -262,10 +322,12 @@ class Surrogate:
             meta = json.loads(header["surrogates"])
             if meta.get("format") != FORMAT:
                 raise CheckpointError(f"{path} has format {meta.get('format')!r}; this version reads {FORMAT!r}")
-            model = MLP(**meta["model"])
-            model.load_state_dict(tensors)
+            members = [MLP(**meta["model"]) for _ in range(int(meta["ensemble_size"]))]
+            nn.ModuleList(members).load_state_dict(
+                {name.removeprefix("members."): tensor for name, tensor in tensors.items()}
+            )
             return cls(
-                model,
+                members,
                 input_names=meta["input_names"],
                 output_names=meta["output_names"],
                 scalar_output=meta["scalar_output"],

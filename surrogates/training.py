@@ -62,11 +62,36 @@ def _fit_metrics(surrogate: Surrogate, datamodule: SurrogateDataModule, rows: np
     }
 
 
+def _fit_member(cfg: DictConfig, datamodule: SurrogateDataModule, seed: int) -> tuple[Any, dict[str, Any]]:
+    """One Lightning fit of one network on the datamodule's current split."""
+    L.seed_everything(seed, workers=True, verbose=False)
+    samples = datamodule.samples
+    module: SurrogateModule = instantiate(cfg.model, in_dim=samples.in_dim, out_dim=samples.out_dim)
+    x_stats, y_stats = datamodule.input_stats, datamodule.output_stats
+    module.net.set_normalisation(
+        torch.as_tensor(x_stats.mean), torch.as_tensor(x_stats.std),
+        torch.as_tensor(y_stats.mean), torch.as_tensor(y_stats.std),
+    )
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=_instantiate_all(cfg.get("callbacks")),
+        logger=_instantiate_all(cfg.get("logger")) or False,
+        default_root_dir=cfg.paths.output_dir,
+    )
+    started = time.perf_counter()
+    # Checkpoints are untrusted input: resuming never unpickles arbitrary objects.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    report = {"seed": seed, "epochs": int(trainer.current_epoch), "fit_seconds": round(time.perf_counter() - started, 3)}
+    return module.net.cpu(), report
+
+
 def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) -> TrainResult:
     """Fit a surrogate as ``cfg`` says and write its files into ``output_dir``.
 
     Args:
-        cfg: A composed ``train`` config (groups data, model, trainer, callbacks, logger).
+        cfg: A composed ``train`` config (groups data, model, trainer, callbacks, logger;
+            ``ensemble.size`` K > 1 fits K networks with seeds seed, seed+1, … on different
+            train/validation splits, each into ``output_dir/member<k>``).
         output_dir: Folder for the surrogate, ``summary.json``, the resolved config, Lightning
             checkpoints and logs. Created if missing.
         source: Optional data source object overriding ``cfg.data.source`` (how
@@ -77,58 +102,65 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    size = int(OmegaConf.select(cfg, "ensemble.size", default=1))
+    if size < 1:
+        raise ValueError(f"ensemble.size must be a positive integer, got {size}")
+    if size > 1 and cfg.get("ckpt_path"):
+        raise ValueError("resuming from ckpt_path works for a single network, not an ensemble (ensemble.size=1)")
     cfg = cfg.copy()
     OmegaConf.update(cfg, "paths.output_dir", str(output_dir))
     write_with(output_dir / CONFIG_FILE, lambda p: p.write_text(OmegaConf.to_yaml(cfg, resolve=True)))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     overrides = {"source": source} if source is not None else {}
     datamodule: SurrogateDataModule = instantiate(cfg.data, **overrides)
     datamodule.setup("fit")
     samples = datamodule.samples
-    module: SurrogateModule = instantiate(cfg.model, in_dim=samples.in_dim, out_dim=samples.out_dim)
-    x_stats, y_stats = datamodule.input_stats, datamodule.output_stats
-    module.net.set_normalisation(
-        torch.as_tensor(x_stats.mean), torch.as_tensor(x_stats.std),
-        torch.as_tensor(y_stats.mean), torch.as_tensor(y_stats.std),
-    )
-
-    callbacks = _instantiate_all(cfg.get("callbacks"))
-    loggers = _instantiate_all(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        callbacks=callbacks,
-        logger=loggers or False,
-        default_root_dir=str(output_dir),
-    )
-    started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    fit_seconds = time.perf_counter() - started
-
     if samples.lower is not None:
         lower, upper = samples.lower, samples.upper
     else:
         everything = column_stats(samples.X)
         lower, upper = everything.min, everything.max
-    surrogate = Surrogate(
-        module.net.cpu(),
-        input_names=samples.input_names,
-        output_names=samples.output_names,
-        scalar_output=samples.scalar_output,
-        lower=lower,
-        upper=upper,
-        info={"data": samples.origin, "samples": samples.n_samples},
-    )
+
+    def as_surrogate(members: list) -> Surrogate:
+        return Surrogate(
+            members,
+            input_names=samples.input_names,
+            output_names=samples.output_names,
+            scalar_output=samples.scalar_output,
+            lower=lower,
+            upper=upper,
+            info={"data": samples.origin, "samples": samples.n_samples},
+        )
+
+    members, member_reports = [], []
+    for k in range(size):
+        # Members differ in initialisation and in their train/validation split.
+        member_dir = output_dir if size == 1 else output_dir / f"member{k}"
+        member_cfg = cfg.copy()
+        OmegaConf.update(member_cfg, "paths.output_dir", str(member_dir))
+        if k > 0:
+            datamodule.split(datamodule.split_seed + k)
+        net, report = _fit_member(member_cfg, datamodule, seed=cfg.seed + k)
+        single = as_surrogate([net])
+        report["train"] = _fit_metrics(single, datamodule, datamodule.train_rows)
+        report["validation"] = _fit_metrics(single, datamodule, datamodule.val_rows)
+        members.append(net)
+        member_reports.append(report)
+
+    surrogate = as_surrogate(members)
+    first = member_reports[0]
     summary: dict[str, Any] = {
         "data": samples.origin,
-        "samples": {"train": int(len(datamodule.train_rows)), "validation": int(len(datamodule.val_rows))},
+        "samples": {"train": first["train"].get("points", 0), "validation": first["validation"].get("points", 0)},
         "model": repr(surrogate),
-        "epochs": int(trainer.current_epoch),
-        "fit_seconds": round(fit_seconds, 3),
+        "epochs": first["epochs"],
+        "fit_seconds": round(sum(r["fit_seconds"] for r in member_reports), 3),
         "threads": torch.get_num_threads(),
-        "train": _fit_metrics(surrogate, datamodule, datamodule.train_rows),
-        "validation": _fit_metrics(surrogate, datamodule, datamodule.val_rows),
+        "train": first["train"],
+        "validation": first["validation"],
     }
+    if size > 1:
+        summary["members"] = member_reports
     if samples.function is not None:
         test_points = protocol_test_points(samples.function.lower, samples.function.upper)
         summary["derivatives"] = derivative_errors(surrogate, samples.function, test_points)

@@ -166,7 +166,7 @@ def test_load_refuses_weights_that_do_not_fit_the_declared_model(small_surrogate
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata()
     tensors = load_file(str(path))
-    tensors["hidden.0.weight"] = torch.zeros(8, 5, dtype=torch.float64)
+    tensors["members.0.hidden.0.weight"] = torch.zeros(8, 5, dtype=torch.float64)
     save_file(tensors, str(tmp_path / "wrong.safetensors"), metadata=meta)
     with pytest.raises(CheckpointError, match="size mismatch"):
         surrogates.load(tmp_path / "wrong.safetensors")
