@@ -3,11 +3,29 @@
     import surrogates
     s = surrogates.fit(X, y)          # Lightning fit, Hydra configs
     s.gradient(X); s.hessian(X)       # exact autograd derivatives, in the data's units
+    s.critical_points()               # minima, maxima, saddles, classified by Hessian eigenvalues
     s.save("model.safetensors"); s = surrogates.load("model.safetensors")
+
+Derivatives of any torch callable: :mod:`surrogates.calculus`. Loss landscapes of existing
+networks: :mod:`surrogates.landscape`.
 """
 
+from surrogates import calculus
 from surrogates.api import fit
+from surrogates.critical import CriticalPoint, CriticalPointReport, find_critical_points
+from surrogates.data import DataError
 from surrogates.surrogate import CheckpointError, ExtrapolationWarning, Surrogate, load
 
-__all__ = ["fit", "load", "Surrogate", "CheckpointError", "ExtrapolationWarning"]
+__all__ = [
+    "fit",
+    "load",
+    "Surrogate",
+    "CriticalPoint",
+    "CriticalPointReport",
+    "find_critical_points",
+    "calculus",
+    "CheckpointError",
+    "DataError",
+    "ExtrapolationWarning",
+]
 __version__ = "0.1.0"

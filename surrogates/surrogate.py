@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from surrogates import calculus
 from surrogates.io import atomic_write
+from surrogates.critical import CriticalPointReport, find_critical_points
 from surrogates.model import MLP
 
 FORMAT = "surrogates.mlp/1"  # members.<k>.<MLP state key> tensors + JSON header
@@ -254,6 +255,23 @@ class Surrogate:
         if self.scalar_output:
             model = calculus.TaylorModel(model.center, model.value[0], model.gradient[0], model.hessian[0])
         return model
+
+    def critical_points(self, **options: Any) -> CriticalPointReport:
+        """Critical points of f̂ (the ensemble mean) inside the training domain, classified by
+        Hessian eigenvalues. Scalar surrogates only.
+
+        Args:
+            **options: Search settings of :func:`surrogates.critical.find_critical_points`
+                (``starts``, ``seed``, tolerances).
+
+        Returns:
+            A :class:`~surrogates.critical.CriticalPointReport`: iterable over
+            :class:`~surrogates.critical.CriticalPoint` (x, value, gradient_norm, eigenvalues,
+            kind, index, in_domain), with JSON/CSV export.
+        """
+        if self.out_dim != 1:
+            raise ValueError(f"critical points need a scalar surrogate; this one has {self.out_dim} outputs")
+        return find_critical_points(self.model, self.lower, self.upper, chunk_size=self.chunk_size, **options)
 
     # ------------------------------------------------------------------ persistence
 
