@@ -52,6 +52,7 @@ from torch.func import jacrev, jvp, vmap
 
 from surrogates.mlp_derivatives import (
     LayerwiseMLP,
+    Workspace,
     check_second_derivatives,
     layerwise_hessian,
     layerwise_jacobian,
@@ -104,9 +105,14 @@ Function = Callable[[Tensor], Tensor]
 #: noise everywhere, and its cost is insensitive to chunk size between 256 and 1024.
 HESSIAN_METHODS = ("auto", "layerwise", "batch-sum", "vmap-rev-rev")
 
-#: Working-set target per chunk for the second-derivative kernels, in bytes.
-_CHUNK_BYTES = 2**22
+#: Working-set target per chunk for the second-derivative kernels, in bytes. Chunk
+#: sweeps (32 … 1024 points, d = 2/10/50, float32) put the fastest chunk where the
+#: estimated working set is ~4–8 MB; unchunked d = 50 Hessians allocate >100 MB of
+#: temporaries and spend much of their time in page faults.
+_CHUNK_BYTES = 2**23
 _MIN_CHUNK, _MAX_CHUNK = 32, 4096
+#: Batched autograd got slower beyond ~1000 points per chunk at every d measured.
+_GENERIC_MAX_CHUNK = 1024
 #: First-order quantities keep only a few activations per point alive.
 _FIRST_ORDER_CHUNK = 4096
 
@@ -185,11 +191,11 @@ def _chunk_size(chunk_size: int | None, default: int) -> int:
     return chunk_size
 
 
-def _second_order_chunk(floats_per_point: int, dtype: torch.dtype) -> int:
+def _second_order_chunk(floats_per_point: int, dtype: torch.dtype, largest: int = _MAX_CHUNK) -> int:
     """Largest power of two of points whose working set fits :data:`_CHUNK_BYTES`."""
     itemsize = torch.empty((), dtype=dtype).element_size()
     points = max(1, _CHUNK_BYTES // (floats_per_point * itemsize))
-    return max(_MIN_CHUNK, min(_MAX_CHUNK, 1 << (points.bit_length() - 1)))
+    return max(_MIN_CHUNK, min(largest, 1 << (points.bit_length() - 1)))
 
 
 def _map_chunks(kernel: Callable[..., Tensor], tensors: tuple[Tensor, ...], chunk_size: int) -> Tensor:
@@ -291,8 +297,8 @@ def _generic_hessian_kernel(f: Function, method: str) -> Callable[[Tensor], Tens
 
 
 def _generic_chunk(d: int, m: int, dtype: torch.dtype) -> int:
-    # Autograd keeps the graph of m·d vectorised reverse sweeps; size chunks like m·d.
-    return _second_order_chunk(64 * m * d + m * d * d, dtype)
+    # m·d vectorised reverse sweeps each carry a few width-sized (~128) temporaries.
+    return _second_order_chunk(256 * m * d + m * d * d, dtype, _GENERIC_MAX_CHUNK)
 
 
 # ---------------------------------------------------------------------- public API
@@ -395,9 +401,9 @@ def hessian(
     scalar, m = _output_width(f, X)
     d = X.shape[1]
     if _uses_layerwise(f, method):
-        kernel = functools.partial(layerwise_hessian, LayerwiseMLP.from_module(f, target))
-        # Jᵀ, its curvature-scaled copies (one per output) and the (m, d, d) result.
-        default = _second_order_chunk(f.width * d * (m + 2) + m * d * d, target)
+        kernel = functools.partial(layerwise_hessian, LayerwiseMLP.from_module(f, target), workspace=Workspace())
+        # Jᵀ, its σ′-scaled copy, the product, m curvature-scaled copies, the result.
+        default = _second_order_chunk(f.width * d * (m + 3) + m * d * d, target)
     else:
         kernel = _generic_hessian_kernel(f, method)
         default = _generic_chunk(d, m, target)
@@ -433,9 +439,9 @@ def laplacian(
     scalar, m = _output_width(f, X)
     d = X.shape[1]
     if _uses_layerwise(f, method):
-        kernel = functools.partial(layerwise_laplacian, LayerwiseMLP.from_module(f, target))
-        # Jᵀ, its σ′-scaled copy and the squares, per point.
-        default = _second_order_chunk(3 * f.width * d, target)
+        kernel = functools.partial(layerwise_laplacian, LayerwiseMLP.from_module(f, target), workspace=Workspace())
+        # Jᵀ, its σ′-scaled copy, the product and the squares, per point.
+        default = _second_order_chunk(4 * f.width * d, target)
     else:
         hessian_kernel = _generic_hessian_kernel(f, method)
         kernel = lambda chunk: hessian_kernel(chunk).diagonal(dim1=-2, dim2=-1).sum(-1)  # noqa: E731
