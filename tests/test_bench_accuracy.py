@@ -1,0 +1,111 @@
+"""Smoke test of scripts/bench_accuracy.py: its quick mode on one tiny case, checked through its JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_accuracy.py"
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("bench_accuracy", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load_script()
+
+
+def test_quick_run_writes_every_requested_row(bench, tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    methods = ["surrogates", "tiny", "gp"]
+    try:
+        import pydelt  # noqa: F401
+
+        methods.append("pydelt")
+    except ImportError:
+        pass
+    out = tmp_path / "results.json"
+    code = bench.main(
+        [
+            "--quick",
+            "--functions", "quad2",
+            "--noise", "0",
+            "--methods", ",".join(methods),
+            "--preset", "tiny=model.width=16,model.depth=1",
+            "--out", str(out),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "threads torch=1" in printed
+    result = json.loads(out.read_text())
+    assert result["quick"] is True and result["threads"]["torch"] == 1
+    rows = {(r["function"], r["noise"], r["method"]): r for r in result["rows"]}
+    assert set(rows) == {("quad2", 0.0, m) for m in methods}
+    for method in methods:
+        row = rows[("quad2", 0.0, method)]
+        assert "error" not in row, row.get("traceback")
+        assert row["n_samples"] == bench.QUICK_N
+        for key in ("gradient", "hessian", "mixed_partials", "laplacian_abs"):
+            assert np.isfinite(row["metrics"][key]["median"])
+        assert row["fit_seconds"] > 0 and row["query_seconds"] > 0
+        assert f"quad2    {0:>5g} {method:<14}" in printed  # a table line per row
+    # The surrogate holds out its validation split; the table says so.
+    assert rows[("quad2", 0.0, "surrogates")]["train_samples"] + rows[("quad2", 0.0, "surrogates")]["val_samples"] == bench.QUICK_N
+    assert rows[("quad2", 0.0, "surrogates")]["val_samples"] > 0
+    assert rows[("quad2", 0.0, "tiny")]["info"]["model"]["width"] == 16
+    # A GP fits a quadratic almost exactly: its analytic posterior-mean derivatives must show it.
+    gp = rows[("quad2", 0.0, "gp")]["metrics"]
+    assert gp["gradient"]["median"] < 1e-3
+    assert gp["hessian"]["median"] < 1e-2
+    if "pydelt" in methods:
+        # Per-axis splines: no mixed partials, but quad2 has none either.
+        assert rows[("quad2", 0.0, "pydelt")]["metrics"]["mixed_partials"]["median"] == 0.0
+
+
+def test_gp_derivatives_match_finite_differences(bench):
+    pytest.importorskip("sklearn")
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+
+    samples = bench.draw_samples("vec2", 0.01, 120)
+    model = bench.fit_gp(samples, max_samples=100, restarts=0).model
+    assert model.X.shape[0] == 100  # subsampled
+    # A well-conditioned fixed kernel, so finite differences of the mean are accurate.
+    kernel = ConstantKernel(2.0) * RBF([0.8, 1.3]) + WhiteKernel(1e-2)
+    gpr = GaussianProcessRegressor(kernel, normalize_y=True, optimizer=None).fit(samples.X, samples.y)
+    model = bench.GPModel(gpr, scalar_output=False)
+    X = np.random.default_rng(0).uniform(-1.5, 1.5, (5, 2))
+    np.testing.assert_allclose(model.predict(X), gpr.predict(X), rtol=1e-10, atol=1e-10)
+    eps = 1e-5
+    jac = model.jacobian(X)
+    hess = model.hessian(X)
+    for j in range(2):
+        step = eps * np.eye(2)[j]
+        fd_jac = (model.predict(X + step) - model.predict(X - step)) / (2 * eps)
+        np.testing.assert_allclose(jac[:, :, j], fd_jac, rtol=1e-6, atol=1e-7)
+        fd_hess = (model.jacobian(X + step) - model.jacobian(X - step)) / (2 * eps)
+        np.testing.assert_allclose(hess[..., j], fd_hess, rtol=1e-6, atol=1e-7)
+
+
+def test_preset_overrides_split_outside_brackets(bench):
+    assert bench._split_overrides("a=1, b=[1,2],c='x,y'") == ["a=1", "b=[1,2]", "c='x,y'"]
+
+
+def test_protocol_samples_are_drawn_once_per_case(bench):
+    a, b = bench.draw_samples("quartic", 0.01, 50), bench.draw_samples("quartic", 0.01, 50)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.y, b.y)
+    rng = np.random.default_rng(1)
+    np.testing.assert_array_equal(a.X, rng.uniform(-2, 2, size=(50, 2)))
