@@ -71,8 +71,10 @@ KINDS = ("minimum", "maximum", "saddle", "degenerate")
 
 #: Points outside the box by less than this fraction of its width count as inside (rounding).
 _DOMAIN_ROUNDING = 1e-9
-#: μ beyond this times the start's initial λ_max² means no step can lower ‖g‖ any more.
-_MAX_DAMPING_RATIO = 1e12
+#: Initial μ of a start, relative to its λ_max² (nearly a Newton step).
+_INITIAL_DAMPING = 1e-6
+#: μ beyond this times the start's initial λ_max² means no step lowers ‖g‖ any more: give up.
+_MAX_DAMPING = 1e6
 
 
 @dataclass
@@ -340,8 +342,8 @@ def _levenberg_marquardt(
         (X, ∇f, H, converged mask, iterations run).
     """
     eigenvalues, eigenvectors = torch.linalg.eigh(hessian)
-    damping = 1e-6 * eigenvalues.abs().amax(-1).square().clamp_min(torch.finfo(X.dtype).tiny)
-    damping_limit = _MAX_DAMPING_RATIO * damping / 1e-6
+    curvature = eigenvalues.abs().amax(-1).square().clamp_min(torch.finfo(X.dtype).tiny)
+    damping, damping_limit = _INITIAL_DAMPING * curvature, _MAX_DAMPING * curvature
     norms = gradient.norm(dim=-1)
     active = norms > gradient_tolerance
     iterations = 0

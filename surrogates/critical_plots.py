@@ -75,13 +75,14 @@ def plot_critical_points_2d(
             xy = np.array([p.x for p in chosen])
             label = f"{kind} ({len(chosen)})" + ("" if inside else " outside domain")
             ax.scatter(
-                xy[:, 0], xy[:, 1], marker=marker, s=90, label=label, zorder=5, linewidths=1.5,
+                xy[:, 0], xy[:, 1], marker=marker, s=90, label=label, zorder=5, linewidths=1.5, clip_on=False,
                 facecolors=colour if inside else "none", edgecolors="white" if inside else colour,
             )
     ax.set_xlim(report.lower[0], report.upper[0])
     ax.set_ylim(report.lower[1], report.upper[1])
     if report.points:
-        ax.legend(loc="upper right", fontsize="small", framealpha=0.85)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4, fontsize="small", frameon=False)
+        ax.figure.subplots_adjust(bottom=0.2)
     ax.set_title(f"critical points ({len(report.points)}); degenerate when |λ| ≤ {report.degenerate_tolerance:.2g}")
     return ax
 
@@ -102,12 +103,12 @@ def plot_eigenvalue_spectra(report: CriticalPointReport, ax: plt.Axes | None = N
     ax.set_yscale("symlog", linthresh=max(tau, np.finfo(float).tiny))
     ax.set_xticks(range(len(report.points)))
     ax.set_xticklabels(
-        [f"{n}\n{p.kind[:4]}{'' if p.in_domain else '*'}" for n, p in enumerate(report.points)], fontsize="small"
+        [f"{n}\n{p.kind[:3]} {p.index}{'' if p.in_domain else '*'}" for n, p in enumerate(report.points)], fontsize="small"
     )
-    ax.set_xlabel("critical point (* = outside the domain)")
+    ax.set_xlabel("critical point: number, kind, index (* = outside the domain)")
     ax.set_ylabel("Hessian eigenvalue λ")
     ax.set_title("Hessian spectrum at each critical point (blue > 0, red < 0, purple ≈ 0)")
-    ax.legend(loc="best", fontsize="small")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), fontsize="small", frameon=False)
     return ax
 
 
