@@ -223,3 +223,12 @@ def test_cli_bad_override_fails_cleanly(tmp_path):
     done = _cli(["model.widht=3"], cwd=tmp_path)
     assert done.returncode != 0
     assert "model.widht" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_bad_data_gives_one_line_error_and_exit_2(tmp_path):
+    (tmp_path / "d.csv").write_text("a,b,y\n1,2,3\n1,oops,3\n")
+    done = _cli(["data=csv", f"data.source.path={tmp_path / 'd.csv'}", "data.source.outputs=[y]", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"error: data file {tmp_path / 'd.csv'}, line 3, column 'b': 'oops' is not a number"
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / SURROGATE_FILE).exists()

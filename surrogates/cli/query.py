@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from surrogates.cli.errors import reported_errors
 from surrogates.data import read_points
 from surrogates.io import write_json, write_with
 from surrogates.query import grid_points, query
@@ -78,7 +79,8 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="pkg://surrogates.configs", config_name="query")
 def main(cfg: DictConfig) -> None:
-    summary = run(cfg, HydraConfig.get().runtime.output_dir)
+    with reported_errors():
+        summary = run(cfg, HydraConfig.get().runtime.output_dir)
     print(f"{summary['surrogate']}: {summary['points']} points", end="")
     if summary["outside_training_domain"]:
         print(f" ({summary['outside_training_domain']} outside the training domain: extrapolated)", end="")

@@ -6,6 +6,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from surrogates.cli.errors import reported_errors
 from surrogates.training import format_summary, train
 
 
@@ -19,7 +20,8 @@ def run(cfg: DictConfig, output_dir: str) -> dict:
 
 @hydra.main(version_base="1.3", config_path="pkg://surrogates.configs", config_name="train")
 def main(cfg: DictConfig) -> None:
-    run(cfg, output_dir=HydraConfig.get().runtime.output_dir)
+    with reported_errors():
+        run(cfg, output_dir=HydraConfig.get().runtime.output_dir)
 
 
 if __name__ == "__main__":
