@@ -128,3 +128,26 @@ def test_bad_inputs_give_clear_errors(default_run, tmp_path):
     torch.save({"w": nn.Linear(2, 2)}, pickled)  # a module object: refused by weights_only
     with pytest.raises(ValueError, match="cannot read .*evil.pt as a weights-only torch checkpoint"):
         load_state_dict(pickled)
+
+
+@pytest.mark.slow
+def test_surrogate_input(tmp_path):
+    import surrogates
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (64, 2))
+    y = np.sin(X[:, 0]) + X[:, 1] ** 2
+    surrogates.fit(X, y, overrides=["trainer.max_epochs=3"]).save(tmp_path / "s.safetensors")
+    np.savez(tmp_path / "d.npz", x=X, y=y[:, None])
+    cfg = compose_cfg(
+        SMALL
+        + [
+            f"network.surrogate={tmp_path / 's.safetensors'}",
+            f"data.source={tmp_path / 'd.npz'}",
+            "loss={_target_:torch.nn.MSELoss}",
+            "exact.max_params=10",
+        ]
+    )
+    summary = run(cfg, output_dir=tmp_path / "run")
+    assert summary["network"]["kind"] == "surrogate" and summary["num_params"] > 100
+    assert summary["spectrum"]["top"][0] > 0
