@@ -157,8 +157,8 @@ def _prepare(
         raise TypeError(f"f must be a callable mapping (N, d) → (N,) or (N, m), got {type(f).__name__}")
     if not isinstance(X, Tensor):
         raise TypeError(f"X must be a torch.Tensor of shape (N, d) or (d,), got {type(X).__name__}")
-    if X.ndim not in (1, 2):
-        raise ValueError(f"X must have shape (N, d) or (d,), got {tuple(X.shape)}")
+    if X.ndim not in (1, 2) or X.shape[0] == 0:
+        raise ValueError(f"X must have shape (N, d) or (d,) with at least one point, got {tuple(X.shape)}")
     if X.is_complex():
         raise TypeError(f"X must be real, got {X.dtype}")
     if differentiate:
@@ -172,7 +172,10 @@ def _prepare(
     else:
         target = _module_dtype(f) or (X.dtype if X.is_floating_point() else torch.get_default_dtype())
     if supports_layerwise(f) and X.shape[1] != f.in_dim:
-        raise ValueError(f"X has {X.shape[1]} coordinates per point (shape {tuple(X.shape)}) but the MLP expects d = {f.in_dim}")
+        raise ValueError(
+            f"X has {X.shape[1]} coordinates per point (shape {tuple(X.shape)}) "
+            f"but the MLP expects d = {f.in_dim}"
+        )
     return f, X.to(target), single, target
 
 
@@ -304,7 +307,9 @@ def _generic_chunk(d: int, m: int, dtype: torch.dtype) -> int:
 # ---------------------------------------------------------------------- public API
 
 
-def value(f: Function, X: Tensor, *, chunk_size: int | None = None, dtype: torch.dtype | None = None) -> Tensor:
+def value(
+    f: Function, X: Tensor, *, chunk_size: int | None = None, dtype: torch.dtype | None = None
+) -> Tensor:
     """f at every point, without a graph: (N,) or (N, m).
 
     Allowed under ``torch.inference_mode`` (nothing is differentiated).
@@ -324,7 +329,9 @@ def value(f: Function, X: Tensor, *, chunk_size: int | None = None, dtype: torch
     return _finish(_map_chunks(kernel, (X,), _chunk_size(chunk_size, _FIRST_ORDER_CHUNK)), single)
 
 
-def gradient(f: Function, X: Tensor, *, chunk_size: int | None = None, dtype: torch.dtype | None = None) -> Tensor:
+def gradient(
+    f: Function, X: Tensor, *, chunk_size: int | None = None, dtype: torch.dtype | None = None
+) -> Tensor:
     """∇f at every point, (N, d), for scalar f.
 
     One reverse sweep of Σ_n f(x_n) gives all per-point gradients. This is also the
@@ -353,7 +360,9 @@ def gradient(f: Function, X: Tensor, *, chunk_size: int | None = None, dtype: to
     return _finish(_map_chunks(kernel, (X,), _chunk_size(chunk_size, _FIRST_ORDER_CHUNK)), single)
 
 
-def jacobian(f: Function, X: Tensor, *, chunk_size: int | None = None, dtype: torch.dtype | None = None) -> Tensor:
+def jacobian(
+    f: Function, X: Tensor, *, chunk_size: int | None = None, dtype: torch.dtype | None = None
+) -> Tensor:
     """∂f_k/∂x_i at every point, (N, m, d) — (N, 1, d) for scalar f.
 
     Package MLP: exact layer-wise products, forward mode when d < m, otherwise one
@@ -401,7 +410,8 @@ def hessian(
     scalar, m = _output_width(f, X)
     d = X.shape[1]
     if _uses_layerwise(f, method):
-        kernel = functools.partial(layerwise_hessian, LayerwiseMLP.from_module(f, target), workspace=Workspace())
+        net = LayerwiseMLP.from_module(f, target)
+        kernel = functools.partial(layerwise_hessian, net, workspace=Workspace())
         # Jᵀ, its σ′-scaled copy, the product, m curvature-scaled copies, the result.
         default = _second_order_chunk(f.width * d * (m + 3) + m * d * d, target)
     else:
@@ -439,7 +449,8 @@ def laplacian(
     scalar, m = _output_width(f, X)
     d = X.shape[1]
     if _uses_layerwise(f, method):
-        kernel = functools.partial(layerwise_laplacian, LayerwiseMLP.from_module(f, target), workspace=Workspace())
+        net = LayerwiseMLP.from_module(f, target)
+        kernel = functools.partial(layerwise_laplacian, net, workspace=Workspace())
         # Jᵀ, its σ′-scaled copy, the product and the squares, per point.
         default = _second_order_chunk(4 * f.width * d, target)
     else:

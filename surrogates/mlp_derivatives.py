@@ -22,7 +22,7 @@ ingredients are
   (the biases and the affine maps have no curvature, so only the activations
   contribute), and the **Laplacian**, forward in one sweep without any Hessian:
 
-      Δz_1 = 0,   Δh_l = σ′(z_l) ⊙ Δz_l + σ″(z_l) ⊙ ‖J_l‖²_rows,   Δz_{l+1} = W_{l+1} Δh_l,
+      Δz_1 = 0,  Δh_l = σ′(z_l) ⊙ Δz_l + σ″(z_l) ⊙ ‖J_l‖²_rows,  Δz_{l+1} = W_{l+1} Δh_l,
       Δy   = r ⊙ W_o Δh_L .
 
 Costs per point and hidden layer (width w): Jacobians d·w², Hessian assembly
@@ -208,7 +208,11 @@ class LayerwiseMLP:
 
     @staticmethod
     def next_jacobian_t(
-        jacobian_t: Tensor, slope: Tensor, weight: Tensor, scratch: Tensor | None = None, out: Tensor | None = None
+        jacobian_t: Tensor,
+        slope: Tensor,
+        weight: Tensor,
+        scratch: Tensor | None = None,
+        out: Tensor | None = None,
     ) -> Tensor:
         """J_{l+1}ᵀ = (J_lᵀ ⊙ σ′(z_l)) W_{l+1}ᵀ as one (n·d, w) × (w, w') product.
 
@@ -274,12 +278,20 @@ def layerwise_hessian(net: LayerwiseMLP, X: Tensor, workspace: Workspace | None 
     n, d = X.shape
     m = net.out_dim
     slopes, second = net.local_derivatives(X)
-    weighted = [signal * curvature[:, None, :] for signal, curvature in zip(net.backward_signals(slopes), second)]
+    signals = net.backward_signals(slopes)
+    weighted = [signal * curvature[:, None, :] for signal, curvature in zip(signals, second)]
     jacobian_t = net.first_jacobian_t()
     width = jacobian_t.shape[1]
-    outer = (jacobian_t[:, None, :] * jacobian_t[None, :, :]).reshape(d * d, width)
     hessian = workspace.get("hessian", (n, m * d, d), X)
-    torch.matmul(weighted[0].reshape(n * m, width), outer.T, out=hessian.view(n * m, d * d))
+    if d <= width:
+        # One (n·m, w) × (w, d²) product against the rows' outer products J_1[:, k] J_1[:, k]ᵀ,
+        # which hold d²·w numbers — no more than one point's Jacobian work when d ≤ w.
+        outer = (jacobian_t[:, None, :] * jacobian_t[None, :, :]).reshape(d * d, width)
+        torch.matmul(weighted[0].reshape(n * m, width), outer.T, out=hessian.view(n * m, d * d))
+    else:
+        scaled = workspace.get("curvature-scaled", (n, m, d, width), X)
+        torch.mul(weighted[0][:, :, None, :], jacobian_t, out=scaled)
+        torch.matmul(scaled.view(n * m * d, width), jacobian_t.T, out=hessian.view(n * m * d, d))
     for index, (slope, weight) in enumerate(zip(slopes[:-1], net.weights[1:])):
         jacobian_t = net.next_jacobian_t(
             jacobian_t,

@@ -116,7 +116,8 @@ def test_taylor_model_shapes_and_batched_evaluation():
     torch.testing.assert_close(model(X), calculus.value(mlp, X), rtol=0, atol=1e-7)
     assert model(X[0]).shape == (2,)
     scalar = calculus.taylor(get_function("quad2"), torch.zeros(2, dtype=torch.float64))
-    assert scalar.value.shape == () and scalar.gradient.shape == (2,) and scalar(torch.zeros(4, 2)).shape == (4,)
+    assert scalar.value.shape == () and scalar.gradient.shape == (2,)
+    assert scalar(torch.zeros(4, 2)).shape == (4,)
 
 
 # ------------------------------------------------------------------ shapes
@@ -195,8 +196,10 @@ def test_value_is_allowed_in_inference_mode():
 def test_wrong_inputs_give_clear_errors():
     fn = get_function("quad2")
     X = points_in_box(fn)
-    with pytest.raises(ValueError, match=r"\(N, d\) or \(d,\), got \(2, 3, 2\)"):
+    with pytest.raises(ValueError, match=r"\(N, d\) or \(d,\) with at least one point, got \(2, 3, 2\)"):
         calculus.gradient(fn, torch.zeros(2, 3, 2))
+    with pytest.raises(ValueError, match=r"at least one point, got \(0, 2\)"):
+        calculus.hessian(fn, torch.zeros(0, 2))
     with pytest.raises(TypeError, match="torch.Tensor"):
         calculus.hessian(fn, X.numpy())
     with pytest.raises(ValueError, match=r"shape \(2,\) or \(9, 2\).*got \(3,\)"):

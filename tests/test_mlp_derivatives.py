@@ -20,7 +20,10 @@ def random_mlp(d: int, m: int, activation: str, dtype: str, seed: int = 0) -> ML
     torch.manual_seed(seed)
     mlp = MLP(d, m, width=16, depth=3, activation=activation, dtype=dtype)
     mlp.set_normalisation(
-        x_shift=torch.randn(d), x_scale=0.3 + 2 * torch.rand(d), y_shift=torch.randn(m), y_scale=0.3 + 3 * torch.rand(m)
+        x_shift=torch.randn(d),
+        x_scale=0.3 + 2 * torch.rand(d),
+        y_shift=torch.randn(m),
+        y_scale=0.3 + 3 * torch.rand(m),
     )
     return mlp
 
@@ -63,7 +66,14 @@ def test_chunking_does_not_change_results(chunk):
     mlp = random_mlp(5, 3, "tanh", "float64")
     X = torch.randn(37, 5, dtype=torch.float64)
     for quantity in (calculus.hessian, calculus.laplacian, calculus.jacobian):
-        torch.testing.assert_close(quantity(mlp, X, chunk_size=chunk), quantity(mlp, X), rtol=1e-12, atol=1e-12)
+        chunked = quantity(mlp, X, chunk_size=chunk)
+        torch.testing.assert_close(chunked, quantity(mlp, X), rtol=1e-12, atol=1e-12)
+
+
+def test_inputs_wider_than_the_hidden_layers():
+    mlp = random_mlp(20, 2, "tanh", "float64")  # d = 20 > width 16: no outer-product shortcut
+    X = torch.randn(6, 20, dtype=torch.float64)
+    torch.testing.assert_close(calculus.hessian(mlp, X), calculus.hessian(autograd_oracle(mlp), X))
 
 
 def test_single_point_matches_the_batch():
@@ -88,7 +98,8 @@ def test_float64_on_request_for_a_float32_model():
 def test_relu_second_derivatives_are_refused(quantity):
     mlp = random_mlp(3, 1, "relu", "float64")
     X = torch.randn(4, 3, dtype=torch.float64)
-    with pytest.raises(ValueError, match="zero second derivative almost everywhere.*tanh, silu, softplus or gelu"):
+    message = "zero second derivative almost everywhere.*tanh, silu, softplus or gelu"
+    with pytest.raises(ValueError, match=message):
         getattr(calculus, quantity)(mlp, X[0] if quantity == "taylor" else X)
     with pytest.raises(ValueError, match="relu"):
         calculus.hvp(mlp, X, X)
