@@ -35,8 +35,9 @@ Common keyword arguments:
 Method choice (measured, see :data:`HESSIAN_METHODS`): second derivatives of the
 package's :class:`~surrogates.model.MLP` use the exact layer-wise scheme of
 :mod:`surrogates.mlp_derivatives`; every other callable uses the fastest generic
-autograd route. Derivatives are refused under ``torch.inference_mode`` (see
-:func:`_check_autograd_available`). All results are detached.
+autograd route. Derivatives are refused under ``torch.inference_mode``, where
+autograd records nothing and ``torch.func`` transforms can silently return zeros.
+All results are detached.
 """
 
 from __future__ import annotations
@@ -76,33 +77,41 @@ __all__ = [
 
 Function = Callable[[Tensor], Tensor]
 
-#: Ways to compute Hessians (and Laplacians as their trace), for ``method=``.
+#: Ways to compute Hessians (and Laplacians), for ``method=``:
 #:
-#: * ``"auto"``: ``"layerwise"`` for a smooth package MLP, else ``"batch-sum"``.
-#: * ``"layerwise"``: exact layer-wise scheme, package MLPs only.
-#: * ``"batch-sum"``: g = ∇ Σ_n f(x_n) with a differentiable graph, then the d
-#:   rows of every Hessian as d reverse sweeps of Σ_n g_n, vectorised with
+#: * ``"auto"``: ``"layerwise"`` for a package MLP, else ``"batch-sum"``.
+#: * ``"layerwise"``: the exact layer-wise scheme, package MLPs only.
+#: * ``"batch-sum"``: g = ∇ Σ_n f(x_n) with a differentiable graph, then the d rows
+#:   of every Hessian as d reverse sweeps of Σ_n g_n, vectorised with
 #:   ``is_grads_batched`` (what ``torch.autograd.functional.jacobian(...,
 #:   vectorize=True)`` does on the batch-sum gradient).
 #: * ``"vmap-rev-rev"``: ``vmap(jacrev(jacrev(f)))`` over single points.
 #:
-#: Measured on the development machine (2-core x86, torch 2.13 CPU; tanh MLP 4×128,
-#: N = 4096, median of 5, process CPU time, 1 thread; chunk 256 / 1024 points):
+#: Generic routes measured by ``scripts/bench_derivatives.py`` (tanh MLP 4×128 as an
+#: opaque callable, N = 4096, 1 thread, median process-CPU seconds of 5 rounds, on a
+#: shared 2-core AMD EPYC VM under load; "c" is the chunk size):
 #:
-#: ======== ======  ===========  ============  ============  ==================
-#: dtype     d      batch-sum    vmap-rev-rev  vmap-fwd-rev  vmap(hessian)
-#: ======== ======  ===========  ============  ============  ==================
-#: float32    2     0.12 / 0.09  0.13 / 0.07   0.22 / 0.09   0.17 / 0.11
-#: float32   10     0.19 / 0.20  0.39 / 0.28   0.35 / 0.31   0.33 / 0.27
-#: float32   50     1.19 / 1.08  1.31 / 1.18   1.41 / 1.30   1.50 / 1.29
-#: float64    2     0.13 / 0.13  0.17 / 0.14   0.31 / 0.27   0.35 / 0.24
-#: float64   10     0.49 / 0.51  0.67 / 0.57   0.77 / 0.60   0.74 / 0.64
-#: float64   50     2.57 / 2.66  4.51 / 3.18   3.68 / 3.43   3.47 / 3.33
-#: ======== ======  ===========  ============  ============  ==================
+#: ======== ===  ============  =============  ===============  ===============
+#: dtype     d   batch-sum     batch-sum      vmap-rev-rev     vmap-rev-rev
+#:               c256          c1024          c256             c1024
+#: ======== ===  ============  =============  ===============  ===============
+#: float32    2  0.095         0.078          0.155            0.123
+#: float32   10  0.279         0.293          0.334            0.370
+#: float32   50  1.197         1.419          1.224            1.533
+#: float64    2  0.170         0.173          0.262            0.232
+#: float64   10  0.586         0.608          0.695            0.762
+#: float64   50  3.079         4.901          3.219            5.797
+#: ======== ===  ============  =============  ===============  ===============
 #:
-#: (seconds; forward-over-reverse on the batch-sum gradient, vmapped over the d
-#: basis directions, was no better than batch-sum.) batch-sum is fastest or within
-#: noise everywhere, and its cost is insensitive to chunk size between 256 and 1024.
+#: ``vmap(jacfwd(jacrev))``, ``vmap(hessian)`` and forward-over-reverse on the
+#: batch-sum gradient were 5–30 % slower than batch-sum in a separate sweep. With 2
+#: threads on the same (oversubscribed) VM every route ran 10–20× slower in wall
+#: time, so no ordering could be read off; re-measure with ``--threads 2`` on a
+#: quiet machine before specialising. batch-sum is the generic route for every
+#: shape, in chunks of ~8 MB estimated working set (float32: 1024 points at d = 2,
+#: 512 at d = 10, 128 at d = 50). The layer-wise scheme took 0.053 / 0.137 / 0.706 s
+#: (float32) and 0.117 / 0.299 / 1.76 s (float64)
+#: in the same run.
 HESSIAN_METHODS = ("auto", "layerwise", "batch-sum", "vmap-rev-rev")
 
 #: Working-set target per chunk for the second-derivative kernels, in bytes. Chunk
