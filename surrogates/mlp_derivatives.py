@@ -62,8 +62,18 @@ _PIECEWISE_LINEAR_MODULES = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.Hardt
 
 
 def supports_layerwise(f: object) -> bool:
-    """Whether ``f`` is a package :class:`MLP` the layer-wise kernels can differentiate."""
-    return isinstance(f, MLP)
+    """Whether ``f`` computes exactly the package :class:`MLP`'s function.
+
+    A subclass that overrides ``forward`` (or ``forward_normalised``) computes
+    something else, which the layer-wise kernels would silently get wrong; it takes
+    the generic autograd route instead.
+    """
+    cls = type(f)
+    return (
+        isinstance(f, MLP)
+        and cls.forward is MLP.forward
+        and cls.forward_normalised is MLP.forward_normalised
+    )
 
 
 def check_second_derivatives(f: object) -> None:

@@ -106,6 +106,19 @@ def test_relu_second_derivatives_are_refused(quantity):
     assert calculus.gradient(mlp, X).shape == (4, 3)
 
 
+def test_subclass_with_another_forward_takes_the_autograd_route():
+    class Squared(MLP):
+        def forward(self, x):
+            return super().forward(x) ** 2
+
+    torch.manual_seed(0)
+    squared = Squared(3, 1, width=8, depth=2, dtype="float64")
+    X = torch.randn(5, 3, dtype=torch.float64)
+    expected = calculus.hessian(lambda Z: squared(Z), X)
+    torch.testing.assert_close(calculus.hessian(squared, X), expected)
+    torch.testing.assert_close(calculus.jacobian(squared, X), calculus.jacobian(lambda Z: squared(Z), X))
+
+
 def test_relu_modules_inside_other_networks_are_refused():
     net = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 1))
     with pytest.raises(ValueError, match="ReLU"):
