@@ -64,7 +64,7 @@ class MLP(nn.Module):
         self,
         in_dim: int,
         out_dim: int,
-        width: int = 128,
+        width: int = 64,
         depth: int = 3,
         activation: str = "tanh",
         dtype: str = "float64",

@@ -53,7 +53,7 @@ class SurrogateModule(L.LightningModule):
         self,
         in_dim: int,
         out_dim: int,
-        width: int = 128,
+        width: int = 64,
         depth: int = 3,
         activation: str = "tanh",
         dtype: str = "float64",
@@ -61,8 +61,8 @@ class SurrogateModule(L.LightningModule):
         weight_decay: float = 0.0,
         schedule: str = "cosine",
         final_lr_fraction: float = 0.01,
-        polish_epochs: int = 10,
-        polish_iterations: int = 50,
+        polish_epochs: int = 30,
+        polish_iterations: int = 100,
         gradient_weight: float = 0.0,
     ):
         super().__init__()

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from surrogates import calculus
 from surrogates.io import atomic_write
-from surrogates.critical import CriticalPointReport, find_critical_points
+from surrogates.critical import CriticalPoint, find_critical_points
 from surrogates.model import MLP
 
 FORMAT = "surrogates.mlp/1"  # members.<k>.<MLP state key> tensors + JSON header
@@ -256,7 +256,7 @@ class Surrogate:
             model = calculus.TaylorModel(model.center, model.value[0], model.gradient[0], model.hessian[0])
         return model
 
-    def critical_points(self, **options: Any) -> CriticalPointReport:
+    def critical_points(self, **options: Any) -> list[CriticalPoint]:
         """Critical points of f̂ (the ensemble mean) inside the training domain, classified by
         Hessian eigenvalues. Scalar surrogates only.
 
@@ -265,13 +265,14 @@ class Surrogate:
                 (``starts``, ``seed``, tolerances).
 
         Returns:
-            A :class:`~surrogates.critical.CriticalPointReport`: iterable over
-            :class:`~surrogates.critical.CriticalPoint` (x, value, gradient_norm, eigenvalues,
-            kind, index, in_domain), with JSON/CSV export.
+            :class:`~surrogates.critical.CriticalPoint` records (x, value, gradient_norm,
+            eigenvalues, kind, index, in_domain, …), minima first. For the search's bookkeeping
+            (dropped starts, tolerances) and JSON/CSV export, call
+            :func:`surrogates.critical.find_critical_points` on ``self.model``.
         """
         if self.out_dim != 1:
             raise ValueError(f"critical points need a scalar surrogate; this one has {self.out_dim} outputs")
-        return find_critical_points(self.model, self.lower, self.upper, chunk_size=self.chunk_size, **options)
+        return find_critical_points(self.model, self.lower, self.upper, chunk_size=self.chunk_size, **options).points
 
     # ------------------------------------------------------------------ persistence
 

@@ -10,7 +10,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import lightning as L
 import numpy as np
@@ -175,18 +175,20 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
     return TrainResult(surrogate=surrogate, summary=summary, output_dir=output_dir)
 
 
-def load_or_train(checkpoint: str | Path | None, output_dir: str | Path) -> Surrogate:
-    """The surrogate in ``checkpoint``, or — when it is None — the default surrogate, trained now.
+def load_or_train(checkpoint: str | Path | None, output_dir: str | Path, overrides: Sequence[str] = ()) -> Surrogate:
+    """The surrogate in ``checkpoint``, or — when it is None — one trained now.
 
-    Lets every command run on a fresh machine with no arguments: the default ``train`` config is
-    fitted into ``output_dir/train`` and its summary printed.
+    Lets every command run on a fresh machine with no arguments: the ``train`` config with
+    ``overrides`` is fitted into ``output_dir/train`` (its surrogate file is
+    ``output_dir/train/surrogate.safetensors``) and its summary printed.
     """
     if checkpoint is not None:
         return Surrogate.load(checkpoint)
     from surrogates.api import compose_config
 
-    print("no checkpoint given: training the default surrogate first (surrogates-train defaults)")
-    result = train(compose_config("train"), output_dir=Path(output_dir) / "train")
+    overrides = list(overrides)
+    print(f"no checkpoint given: training a surrogate first (train config, overrides: {overrides or 'none'})")
+    result = train(compose_config("train", overrides), output_dir=Path(output_dir) / "train")
     print(format_summary(result.summary))
     return result.surrogate
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -232,3 +233,39 @@ def test_cli_bad_data_gives_one_line_error_and_exit_2(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == f"error: data file {tmp_path / 'd.csv'}, line 3, column 'b': 'oops' is not a number"
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "run" / SURROGATE_FILE).exists()
+
+
+# ---------------------------------------------------------------------- determinism and resuming
+
+
+class CrashAt(L.Callback):
+    """Simulates a killed run: raises at the end of a given training epoch."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated crash")
+
+
+def test_same_seed_gives_identical_surrogates(compose_config, tmp_path):
+    X = np.random.default_rng(5).uniform(-2, 2, (40, 2))
+    runs = [_train(compose_config, tmp_path / str(i), ["trainer.max_epochs=12", "model.polish_epochs=2"]) for i in range(2)]
+    np.testing.assert_array_equal(runs[0].surrogate.predict(X), runs[1].surrogate.predict(X))
+    np.testing.assert_array_equal(runs[0].surrogate.hessian(X), runs[1].surrogate.hessian(X))
+
+
+def test_interrupted_run_resumes_to_the_same_result(compose_config, tmp_path):
+    # 30 epochs: Adam until 25, L-BFGS for the last 5; checkpoints every 10 epochs (validation).
+    common = ["trainer.max_epochs=30", "model.polish_epochs=5"]
+    straight = _train(compose_config, tmp_path / "straight", common)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _train(compose_config, tmp_path / "crashed", [*common, "+callbacks.crash._target_=test_train.CrashAt", "+callbacks.crash.epoch=15"])
+    last = tmp_path / "crashed" / "checkpoints" / "last.ckpt"
+    assert last.is_file() and not (tmp_path / "crashed" / SURROGATE_FILE).exists()
+    resumed = _train(compose_config, tmp_path / "resumed", [*common, f"ckpt_path={last}"])
+    assert resumed.summary["epochs"] == straight.summary["epochs"] == 30
+    X = np.random.default_rng(6).uniform(-2, 2, (40, 2))
+    np.testing.assert_allclose(resumed.surrogate.predict(X), straight.surrogate.predict(X), rtol=1e-9, atol=1e-12)
+    assert resumed.summary["validation"]["rmse"] == pytest.approx(straight.summary["validation"]["rmse"], rel=1e-9)

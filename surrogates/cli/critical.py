@@ -11,37 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from surrogates.api import compose_config
+from surrogates.cli.errors import reported_errors
 from surrogates.critical import CriticalPointReport, find_critical_points
 from surrogates.critical_plots import write_figures
 from surrogates.io import write_json
-from surrogates.surrogate import Surrogate, load
-from surrogates.training import format_summary, train
+from surrogates.training import SURROGATE_FILE, load_or_train
 
 JSON_FILE = "critical_points.json"
 CSV_FILE = "critical_points.csv"
-
-
-def _train_config(overrides: list[str]) -> DictConfig:
-    """The ``train`` config with overrides — through the running Hydra app if there is one."""
-    if GlobalHydra.instance().is_initialized():
-        return hydra.compose(config_name="train", overrides=overrides)
-    return compose_config("train", overrides)
-
-
-def _surrogate(cfg: DictConfig, output_dir: Path) -> tuple[Surrogate, str]:
-    """Load ``cfg.checkpoint``, or fit the default surrogate when it is null."""
-    if cfg.checkpoint is not None:
-        return load(cfg.checkpoint), str(cfg.checkpoint)
-    overrides = list(OmegaConf.to_container(cfg.train_overrides, resolve=True))
-    print(f"no checkpoint given: fitting a surrogate first (train config, overrides {overrides or 'none'})")
-    result = train(_train_config(overrides), output_dir=output_dir / "train")
-    print(format_summary(result.summary))
-    return result.surrogate, str(result.summary["files"]["surrogate"])
 
 
 def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
@@ -59,7 +39,9 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    surrogate, checkpoint = _surrogate(cfg, output_dir)
+    overrides = OmegaConf.to_container(cfg.train_overrides, resolve=True)
+    surrogate = load_or_train(cfg.checkpoint, output_dir, overrides)
+    checkpoint = str(cfg.checkpoint or output_dir / "train" / SURROGATE_FILE)
     if surrogate.out_dim != 1:
         raise ValueError(f"critical points need a scalar surrogate; {checkpoint} has {surrogate.out_dim} outputs")
     settings = OmegaConf.to_container(cfg.search, resolve=True)
@@ -82,7 +64,8 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="pkg://surrogates.configs", config_name="critical")
 def main(cfg: DictConfig) -> None:
-    run(cfg, output_dir=HydraConfig.get().runtime.output_dir)
+    with reported_errors():
+        run(cfg, output_dir=HydraConfig.get().runtime.output_dir)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def _csv_columns(surrogate, X: np.ndarray, results: dict[str, np.ndarray]) -> tu
 def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     """Load (or train) the surrogate, query it, write query.npz / query.csv / figures, return a summary."""
     output_dir = Path(output_dir)
-    surrogate = load_or_train(cfg.checkpoint, output_dir)
+    surrogate = load_or_train(cfg.checkpoint, output_dir, OmegaConf.to_container(cfg.train_overrides, resolve=True))
     if cfg.points is not None:
         X = read_points(cfg.points, surrogate.input_names, cfg.points_key)
     else:
