@@ -259,6 +259,7 @@ def fit_surrogates(samples: Samples, function: str, overrides: list[str], gradie
             "overrides": overrides,
             "library_fit_seconds": summary["fit_seconds"],
             "validation": summary.get("validation"),
+            "ensemble_size": int(getattr(result.surrogate, "ensemble_size", 1)),
         },
         torch_function=result.surrogate.model,
     )
@@ -384,6 +385,40 @@ def quartic_critical_points(f: Callable[[torch.Tensor], torch.Tensor], lower, up
     }
 
 
+def ensemble_calibration(surrogate: Any, function: Any, X: np.ndarray) -> dict[str, Any]:
+    """How well an ensemble's spread predicts its error, per derivative entry.
+
+    For every test point and every gradient (Jacobian) entry and Hessian entry: is the error of
+    the ensemble mean within 2 (and 1) std of the members? For a calibrated Gaussian spread
+    about 95 % (68 %) of entries are. The std is the members' (ddof=1); a member-to-truth error
+    has variance σ²(1 + 1/K) when members scatter independently about the truth, hence the
+    ``_inflated`` figures with 2·std·√(1 + 1/K). Also the median of |error| / std (0.67 when
+    calibrated). Hessian entries that are exactly constant across members (std 0) are skipped.
+    """
+    K = surrogate.ensemble_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first, first_std = surrogate.jacobian(X, return_std=True)
+        hess, hess_std = surrogate.hessian(X, return_std=True)
+    first_true = np.asarray(function.jacobian(X))
+    hess_true = np.asarray(function.hessian(X))
+    first_true = first_true.reshape(first.shape)
+    hess_true = hess_true.reshape(hess.shape)
+    out: dict[str, Any] = {"members": K}
+    for name, est, std, truth in (("first_derivatives", first, first_std, first_true), ("hessian", hess, hess_std, hess_true)):
+        err, std = np.abs(est - truth).ravel(), np.asarray(std).ravel()
+        keep = std > 0
+        err, std = err[keep], std[keep]
+        out[name] = {
+            "within_1std": float(np.mean(err <= std)),
+            "within_2std": float(np.mean(err <= 2 * std)),
+            "within_2std_inflated": float(np.mean(err <= 2 * std * math.sqrt(1 + 1 / K))),
+            "median_error_over_std": float(np.median(err / std)),
+            "entries": int(err.size),
+        }
+    return out
+
+
 def evaluate(fitted: Fitted, samples: Samples, test_points: np.ndarray) -> tuple[dict[str, Any], float, float]:
     wall, cpu = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():
@@ -421,6 +456,11 @@ def run_case(method: str, spec: dict[str, Any], function: str, noise: float, sam
         row["error"] = f"metrics: {type(err).__name__}: {err}"
         row["traceback"] = traceback.format_exc()
         return row
+    if getattr(fitted.model, "ensemble_size", 1) > 1:
+        try:
+            row["calibration"] = ensemble_calibration(fitted.model, samples.function, test_points)
+        except Exception as err:
+            row["calibration"] = {"error": f"{type(err).__name__}: {err}"}
     if function == "quartic" and fitted.torch_function is not None and not args.no_critical:
         try:
             with _quiet():
@@ -445,7 +485,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     header = (
         f"{'function':<8} {'noise':>5} {'method':<14} {'train/val':>11} "
         f"{'grad med%':>9} {'grad mean%':>10} {'hess med%':>9} {'hess mean%':>10} {'mixed med%':>10} "
-        f"{'lap abs med':>11} {'jac med%':>8} {'fit s':>7} {'fit cpu s':>9} {'query s':>7}  critical points"
+        f"{'lap abs med':>11} {'jac med%':>8} {'fit s':>7} {'fit cpu s':>9} {'query s':>7}  critical points, ensemble calibration"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -463,6 +503,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             else:
                 kinds = ",".join(p["kind"][:3] for p in c["points"] if not p["spurious"])
                 crit = f"{len(c['points']) - c['spurious']}/3 [{kinds}] max dist {c['max_distance'] if c['max_distance'] is None else format(c['max_distance'], '.2g')}, spurious {c['spurious']}"
+        calibration = row.get("calibration")
+        if calibration and "error" not in calibration:
+            crit += (
+                f"  [K={calibration['members']}: within 2 std grad {calibration['first_derivatives']['within_2std']:.0%}"
+                f" hess {calibration['hessian']['within_2std']:.0%}]"
+            )
         lines.append(
             head
             + f"{row['train_samples']:>5}/{row['val_samples']:<5} "

@@ -28,7 +28,7 @@ def bench():
 
 def test_quick_run_writes_every_requested_row(bench, tmp_path, capsys):
     pytest.importorskip("sklearn")
-    methods = ["surrogates", "tiny", "gp"]
+    methods = ["surrogates", "tiny", "ens2", "gp"]
     try:
         import pydelt  # noqa: F401
 
@@ -43,6 +43,7 @@ def test_quick_run_writes_every_requested_row(bench, tmp_path, capsys):
             "--noise", "0",
             "--methods", ",".join(methods),
             "--preset", "tiny=model.width=16,model.depth=1",
+            "--preset", "ens2=ensemble.size=2,model.width=16",
             "--out", str(out),
         ]
     )
@@ -65,6 +66,11 @@ def test_quick_run_writes_every_requested_row(bench, tmp_path, capsys):
     assert rows[("quad2", 0.0, "surrogates")]["train_samples"] + rows[("quad2", 0.0, "surrogates")]["val_samples"] == bench.QUICK_N
     assert rows[("quad2", 0.0, "surrogates")]["val_samples"] > 0
     assert rows[("quad2", 0.0, "tiny")]["info"]["model"]["width"] == 16
+    calibration = rows[("quad2", 0.0, "ens2")]["calibration"]
+    assert calibration["members"] == 2
+    for part in ("first_derivatives", "hessian"):
+        assert 0.0 <= calibration[part]["within_2std"] <= 1.0 and calibration[part]["entries"] > 0
+    assert "calibration" not in rows[("quad2", 0.0, "surrogates")]
     # A GP fits a quadratic almost exactly: its analytic posterior-mean derivatives must show it.
     gp = rows[("quad2", 0.0, "gp")]["metrics"]
     assert gp["gradient"]["median"] < 1e-3
