@@ -414,6 +414,8 @@ def ensemble_calibration(surrogate: Any, function: Any, X: np.ndarray) -> dict[s
             "within_2std": float(np.mean(err <= 2 * std)),
             "within_2std_inflated": float(np.mean(err <= 2 * std * math.sqrt(1 + 1 / K))),
             "median_error_over_std": float(np.median(err / std)),
+            # the factor the std would need for 95 % coverage at ±1 "std" (1.96 when Gaussian-calibrated)
+            "error_over_std_q95": float(np.quantile(err / std, 0.95)) if err.size else None,
             "entries": int(err.size),
         }
     return out
