@@ -14,7 +14,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from surrogates.cli.errors import reported_errors
+from surrogates.cli.common import reported_errors, set_threads
 from surrogates.critical import CriticalPointReport, find_critical_points
 from surrogates.critical_plots import write_figures
 from surrogates.io import write_json
@@ -65,6 +65,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="pkg://surrogates.configs", config_name="critical")
 def main(cfg: DictConfig) -> None:
     with reported_errors():
+        set_threads(cfg.threads)
         run(cfg, output_dir=HydraConfig.get().runtime.output_dir)
 
 

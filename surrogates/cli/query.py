@@ -11,7 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from surrogates.cli.errors import reported_errors
+from surrogates.cli.common import reported_errors, set_threads
 from surrogates.data import read_points
 from surrogates.io import write_json, write_with
 from surrogates.query import grid_points, query
@@ -50,8 +50,19 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         upper = surrogate.upper if cfg.grid.upper is None else np.asarray(cfg.grid.upper, dtype=np.float64)
         counts = OmegaConf.to_object(cfg.grid.counts) if OmegaConf.is_list(cfg.grid.counts) else cfg.grid.counts
         X = grid_points(lower, upper, counts)
-    results = query(surrogate, X, list(cfg.quantities), trainer=instantiate(cfg.trainer), batch_size=cfg.batch_size)
+    trainer = instantiate(cfg.trainer)
+    results = query(surrogate, X, list(cfg.quantities), trainer=trainer, batch_size=cfg.batch_size)
     inside = surrogate.in_domain(X)
+    summary = {
+        "surrogate": repr(surrogate),
+        "points": int(len(X)),
+        "outside_training_domain": int((~inside).sum()),
+        "quantities": {q: list(a.shape) for q, a in results.items()},
+        "files": {},
+        "writer": trainer.is_global_zero,
+    }
+    if not trainer.is_global_zero:
+        return summary  # DDP: every process holds the whole result; only global rank 0 writes it
 
     files = {"npz": output_dir / "query.npz", "csv": output_dir / "query.csv"}
     write_with(files["npz"], lambda p: np.savez(p, X=X, in_domain=inside, **results))
@@ -66,21 +77,18 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
             files["contour"] = write_with(output_dir / "contour.png", lambda p: ax.figure.savefig(p, dpi=120))
             fig = plot_hessian_eigenvalues(surrogate, lower, upper)
             files["hessian_eigenvalues"] = write_with(output_dir / "hessian_eigenvalues.png", lambda p: fig.savefig(p, dpi=120))
-    summary = {
-        "surrogate": repr(surrogate),
-        "points": int(len(X)),
-        "outside_training_domain": int((~inside).sum()),
-        "quantities": {q: list(a.shape) for q, a in results.items()},
-        "files": {k: str(v) for k, v in files.items()},
-    }
-    write_json(output_dir / "query.json", summary)
+    summary["files"] = {k: str(v) for k, v in files.items()}
+    write_json(output_dir / "query.json", {k: v for k, v in summary.items() if k != "writer"})
     return summary
 
 
 @hydra.main(version_base="1.3", config_path="pkg://surrogates.configs", config_name="query")
 def main(cfg: DictConfig) -> None:
     with reported_errors():
+        set_threads(cfg.threads)
         summary = run(cfg, HydraConfig.get().runtime.output_dir)
+    if not summary["writer"]:
+        return
     print(f"{summary['surrogate']}: {summary['points']} points", end="")
     if summary["outside_training_domain"]:
         print(f" ({summary['outside_training_domain']} outside the training domain: extrapolated)", end="")

@@ -1,4 +1,4 @@
-"""How the commands report a user's mistake: one line naming the problem, exit status 2.
+"""What every command shares: how it reports a user's mistake, how many threads it uses.
 
 A bad file, a bad checkpoint or a bad config value is not a bug in the program, so the user
 gets the message that names the place (file, row, column, key) — not a traceback wall.
@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
 from hydra.errors import InstantiationException
 from omegaconf.errors import OmegaConfBaseException
 
@@ -29,3 +30,16 @@ def reported_errors() -> Iterator[None]:
         message = str(err).strip() or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` CPU threads for torch (None: torch's default, one per core).
+
+    Small full-batch fits gain little from threads, and on a machine shared with other jobs
+    OpenMP threads that wait on each other can cost many times their work; ``threads=1`` is
+    then the fast choice.
+    """
+    if threads is not None:
+        if int(threads) < 1:
+            raise ValueError(f"threads must be a positive integer or null, got {threads}")
+        torch.set_num_threads(int(threads))
