@@ -144,29 +144,55 @@ class SurrogateModule(L.LightningModule):
         floor = hp.lr * hp.final_lr_fraction
         return floor + 0.5 * (hp.lr - floor) * (1.0 + math.cos(math.pi * progress))
 
+    def _share(self, size: int) -> float:
+        """Weight of this process's batch in the mean over all processes' batches.
+
+        DDP averages gradients over processes. Scaling each process's mean loss by
+        ``size · world / total`` makes that average the gradient of the mean over *all* rows,
+        exactly as one process would compute it on the union of the batches — also when the
+        shards differ in size. 1 in a single process.
+        """
+        world = self.trainer.world_size
+        if world == 1:
+            return 1.0
+        total = self.trainer.strategy.reduce(torch.tensor(float(size), dtype=torch.float64), reduce_op="sum")
+        return size * world / float(total)
+
+    def _global_mean(self, loss: Tensor) -> Tensor:
+        """The loss averaged over processes (each already scaled by :meth:`_share`)."""
+        if self.trainer.world_size == 1:
+            return loss
+        return self.trainer.strategy.reduce(loss.detach().clone(), reduce_op="mean")
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         adam, lbfgs = self.optimizers()
+        size = batch["x"].shape[0]
+        share = self._share(size)
         if self.current_epoch < self.adam_epochs:
             for group in adam.param_groups:
                 group["lr"] = self._adam_lr(self.current_epoch)
             losses = self._losses(batch)
             adam.zero_grad()
-            self.manual_backward(losses["total"])
+            self.manual_backward(losses["total"] * share)
             adam.step()
+            losses = {"total": self._global_mean(losses["total"] * share)}
             phase = 0.0
         else:
 
             def closure() -> Tensor:
+                # Under DDP every manual_backward all-reduces the gradients, and the loss handed
+                # to L-BFGS is the all-process mean too: its line search and stopping tests then
+                # see the same numbers in every process, so all processes take identical steps.
                 lbfgs.zero_grad()
-                loss = self._losses(batch)["total"]
+                loss = self._losses(batch)["total"] * share
                 self.manual_backward(loss)
-                return loss
+                return self._global_mean(loss)
 
             losses = {"total": lbfgs.step(closure)}
             phase = 1.0
-        size = batch["x"].shape[0]
-        self.log("train/loss", losses["total"].detach(), prog_bar=True, batch_size=size, on_step=False, on_epoch=True)
-        self.log("train/phase_lbfgs", phase, batch_size=size, on_step=False, on_epoch=True)
+        # already the all-process mean; sync_dist only states it (one reduction per epoch)
+        self.log("train/loss", losses["total"].detach(), prog_bar=True, batch_size=size, on_step=False, on_epoch=True, sync_dist=True)
+        self.log("train/phase_lbfgs", phase, batch_size=size, on_step=False, on_epoch=True, sync_dist=True)
         return losses["total"].detach()
 
     # ------------------------------------------------------------------ validation
@@ -177,7 +203,8 @@ class SurrogateModule(L.LightningModule):
         prediction = self.net(x)
         size = x.shape[0]
         standardised_error = (prediction - y) / self.net.output_scaling.scale
-        self.log("val/loss", torch.mean(standardised_error**2), batch_size=size, prog_bar=True)
+        # sync_dist: under DDP the checkpoint callback monitors the mean over all processes
+        self.log("val/loss", torch.mean(standardised_error**2), batch_size=size, prog_bar=True, sync_dist=True)
         self.val_rmse.update(prediction.flatten(), y.flatten())
         self.val_r2.update(prediction.squeeze(-1), y.squeeze(-1))
         self.log("val/rmse", self.val_rmse, batch_size=size, prog_bar=True)
