@@ -7,6 +7,8 @@ plain ``DictConfig`` (no Hydra runtime needed), so tests compose configs and cal
 from __future__ import annotations
 
 import logging
+import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,8 +64,23 @@ def _fit_metrics(surrogate: Surrogate, datamodule: SurrogateDataModule, rows: np
     }
 
 
-def _fit_member(cfg: DictConfig, datamodule: SurrogateDataModule, seed: int) -> tuple[Any, dict[str, Any]]:
-    """One Lightning fit of one network on the datamodule's current split."""
+def _launched_as_rank_zero() -> bool:
+    """False in the extra processes a multi-process launcher started (DDP rank > 0).
+
+    Before ``Trainer.fit`` sets up the process group, the rank is only known from the
+    variables the launchers set (Lightning's own, torchrun, SLURM); the process the user
+    started has none of them, or all zero.
+    """
+    names = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+    return all(int(os.environ.get(name) or 0) == 0 for name in names)
+
+
+def _fit_member(cfg: DictConfig, datamodule: SurrogateDataModule, seed: int) -> tuple[Any, dict[str, Any], bool]:
+    """One Lightning fit of one network on the datamodule's current split.
+
+    Returns the fitted network, a report, and whether this process is global rank 0 — under a
+    multi-process strategy (``trainer=ddp``) every process runs this, and only rank 0 writes.
+    """
     L.seed_everything(seed, workers=True, verbose=False)
     samples = datamodule.samples
     module: SurrogateModule = instantiate(cfg.model, in_dim=samples.in_dim, out_dim=samples.out_dim)
@@ -78,11 +95,27 @@ def _fit_member(cfg: DictConfig, datamodule: SurrogateDataModule, seed: int) -> 
         logger=_instantiate_all(cfg.get("logger")) or False,
         default_root_dir=cfg.paths.output_dir,
     )
+    full_batch = datamodule.batch_size is None
+    if full_batch and trainer.world_size > 1:
+        # Full batch under DDP: one shard of the training rows per process (the module weights
+        # the shards so the all-reduced gradient is the full-batch gradient).
+        datamodule.batch_size = math.ceil(len(datamodule.train_rows) / trainer.world_size)
     started = time.perf_counter()
-    # Checkpoints are untrusted input: resuming never unpickles arbitrary objects.
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-    report = {"seed": seed, "epochs": int(trainer.current_epoch), "fit_seconds": round(time.perf_counter() - started, 3)}
-    return module.net.cpu(), report
+    try:
+        # Checkpoints are untrusted input: resuming never unpickles arbitrary objects.
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    finally:
+        if full_batch:
+            datamodule.batch_size = None
+    report = {
+        "seed": seed,
+        "epochs": int(trainer.current_epoch),
+        "fit_seconds": round(time.perf_counter() - started, 3),
+        "processes": int(trainer.world_size),
+    }
+    # A single-device fit inside a DDP process (surrogates-query training its default surrogate
+    # first) is "global zero" for its own trainer, yet not the process that writes.
+    return module.net.cpu(), report, trainer.is_global_zero and _launched_as_rank_zero()
 
 
 def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) -> TrainResult:
@@ -99,6 +132,10 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
 
     Returns:
         The fitted :class:`Surrogate`, the summary dict and the output folder.
+
+    Under a multi-process strategy (``trainer=ddp``: Lightning starts the extra processes by
+    re-running the command) every process returns the same surrogate, but only global rank 0
+    writes files.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -109,7 +146,8 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
         raise ValueError("resuming from ckpt_path works for a single network, not an ensemble (ensemble.size=1)")
     cfg = cfg.copy()
     OmegaConf.update(cfg, "paths.output_dir", str(output_dir))
-    write_with(output_dir / CONFIG_FILE, lambda p: p.write_text(OmegaConf.to_yaml(cfg, resolve=True)))
+    if _launched_as_rank_zero():
+        write_with(output_dir / CONFIG_FILE, lambda p: p.write_text(OmegaConf.to_yaml(cfg, resolve=True)))
 
     overrides = {"source": source} if source is not None else {}
     datamodule: SurrogateDataModule = instantiate(cfg.data, **overrides)
@@ -140,7 +178,7 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
         OmegaConf.update(member_cfg, "paths.output_dir", str(member_dir))
         if k > 0:
             datamodule.split(datamodule.split_seed + k)
-        net, report = _fit_member(member_cfg, datamodule, seed=cfg.seed + k)
+        net, report, writer = _fit_member(member_cfg, datamodule, seed=cfg.seed + k)
         single = as_surrogate([net])
         report["train"] = _fit_metrics(single, datamodule, datamodule.train_rows)
         report["validation"] = _fit_metrics(single, datamodule, datamodule.val_rows)
@@ -154,6 +192,7 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
         "samples": {"train": first["train"].get("points", 0), "validation": first["validation"].get("points", 0)},
         "model": repr(surrogate),
         "epochs": first["epochs"],
+        "processes": first["processes"],
         "fit_seconds": round(sum(r["fit_seconds"] for r in member_reports), 3),
         "threads": torch.get_num_threads(),
         "train": first["train"],
@@ -165,13 +204,15 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
         test_points = protocol_test_points(samples.function.lower, samples.function.upper)
         summary["derivatives"] = derivative_errors(surrogate, samples.function, test_points)
     surrogate.info["summary"] = summary
-    surrogate.save(output_dir / SURROGATE_FILE)
+    if writer:  # DDP: the other processes hold the same weights and must not race on the files
+        surrogate.save(output_dir / SURROGATE_FILE)
     summary["files"] = {
         "surrogate": str(output_dir / SURROGATE_FILE),
         "summary": str(output_dir / SUMMARY_FILE),
         "config": str(output_dir / CONFIG_FILE),
     }
-    write_json(output_dir / SUMMARY_FILE, summary)
+    if writer:
+        write_json(output_dir / SUMMARY_FILE, summary)
     return TrainResult(surrogate=surrogate, summary=summary, output_dir=output_dir)
 
 
