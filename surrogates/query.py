@@ -5,6 +5,12 @@ batch, with ``Trainer.predict`` — so a large query set streams with a progress
 config with devices/strategy spreads it over accelerators. The predict loop must run with
 ``inference_mode=False``: under inference mode autograd is off and derivative transforms
 could return silent zeros, so such a trainer is refused.
+
+Under a multi-process strategy (DDP) ``Trainer.predict`` hands each process only its share of
+the batches and returns only that share. Every batch therefore carries its row numbers, whole
+batches (the same batches one process would see) are dealt out to the processes, and the
+shares are gathered and put back in row order — the result is the single-process result,
+in every process.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
 from surrogates.surrogate import ExtrapolationWarning, Surrogate
 
@@ -57,12 +63,38 @@ class DerivativeQuery(L.LightningModule):
         self.model = surrogate.model  # registered, so Lightning moves it to the device
         self.quantities = check_quantities(surrogate, quantities)
 
-    def predict_step(self, batch: list[Tensor], batch_idx: int) -> dict[str, Tensor]:
-        (points,) = batch
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        points, rows = batch
         with warnings.catch_warnings():
             # extrapolation is counted once for the whole query by the caller
             warnings.simplefilter("ignore", ExtrapolationWarning)
-            return {q: QUANTITIES[q](self.surrogate, points).cpu() for q in self.quantities}
+            results = {q: QUANTITIES[q](self.surrogate, points).cpu() for q in self.quantities}
+        results["rows"] = rows
+        return results
+
+
+class _PointBatches(Dataset):
+    """Whole batches of query points by row numbers, with the row numbers (to reassemble shards)."""
+
+    def __init__(self, X: Tensor):
+        self.X = X
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitem__(self, rows: list[int]) -> tuple[Tensor, Tensor]:
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return self.X[rows], rows
+
+
+def _assemble(shards: list[list[dict[str, Tensor]]], quantities: Sequence[str], n: int) -> dict[str, np.ndarray]:
+    """Put the batches of every process back in row order; each row exactly once."""
+    batches = [b for shard in shards for b in shard]
+    rows = torch.cat([b["rows"] for b in batches]) if batches else torch.zeros(0, dtype=torch.long)
+    order = torch.argsort(rows)
+    if not torch.equal(rows[order], torch.arange(n)):
+        raise RuntimeError(f"the predict loop returned {len(rows)} rows for {n} points (missing or repeated rows)")
+    return {q: torch.cat([b[q] for b in batches])[order].numpy() for q in quantities}
 
 
 def grid_points(lower: Sequence[float], upper: Sequence[float], counts: int | Sequence[int], limit: int = 5_000_000) -> np.ndarray:
@@ -113,6 +145,16 @@ def query(
             "the trainer runs predict under torch.inference_mode, where autograd is disabled and "
             "derivatives would be silently wrong; create it with Trainer(inference_mode=False)"
         )
-    loader = DataLoader(TensorDataset(torch.from_numpy(X)), batch_size=batch_size, shuffle=False)
-    batches = trainer.predict(module, loader)
-    return {q: torch.cat([b[q] for b in batches]).numpy() for q in module.quantities}
+    # Whole batches are the unit Lightning's distributed sampler deals out, so each point is
+    # evaluated in the same batch as in a single process (identical results, bit for bit).
+    dataset = _PointBatches(torch.from_numpy(X))
+    loader = DataLoader(
+        dataset, sampler=BatchSampler(SequentialSampler(dataset), batch_size, drop_last=False), batch_size=None
+    )
+    batches = trainer.predict(module, loader, return_predictions=True) or []
+    shards = [batches]
+    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        # the process group outlives predict; every process receives every share
+        shards = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(shards, batches)
+    return _assemble(shards, module.quantities, len(X))
