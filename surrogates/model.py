@@ -66,7 +66,7 @@ class MLP(nn.Module):
         out_dim: int,
         width: int = 64,
         depth: int = 3,
-        activation: str = "tanh",
+        activation: str = "silu",
         dtype: str = "float64",
     ):
         super().__init__()

@@ -55,7 +55,7 @@ class SurrogateModule(L.LightningModule):
         out_dim: int,
         width: int = 64,
         depth: int = 3,
-        activation: str = "tanh",
+        activation: str = "silu",
         dtype: str = "float64",
         lr: float = 3e-3,
         weight_decay: float = 0.0,
@@ -63,7 +63,7 @@ class SurrogateModule(L.LightningModule):
         final_lr_fraction: float = 0.01,
         polish_epochs: int = 30,
         polish_iterations: int = 100,
-        gradient_weight: float = 0.0,
+        gradient_weight: float = 1.0,
     ):
         super().__init__()
         if schedule not in SCHEDULES:
