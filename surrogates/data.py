@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
+import mmap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,7 +24,7 @@ from typing import Any, Callable, Sequence
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from surrogates.functions import TestFunction, get_function
 
@@ -557,6 +558,42 @@ def _is_float(text: str) -> bool:
 # --------------------------------------------------------------------------- validation
 
 
+def release_pages(*arrays: Any) -> None:
+    """Drop the pages of memory-mapped arrays from this process's resident memory.
+
+    Reading a memory map faults its pages into the process: a pass over a large ``.npy``
+    would otherwise leave the whole file counted in the resident set, defeating the map. The
+    pages stay in the kernel's page cache, so reading them again is not a disk read. Arrays
+    that are not memory maps are left alone.
+    """
+    for array in arrays:
+        handle = getattr(array, "_mmap", None)
+        # a copy-on-write map ("c") holds private changes that dropping its pages would discard
+        if handle is None or getattr(array, "mode", None) == "c" or not hasattr(mmap, "MADV_DONTNEED"):
+            continue
+        try:
+            handle.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):  # closed map or a platform without madvise: only memory at stake
+            pass
+
+
+def read_rows(array: np.ndarray, rows: np.ndarray, group: int = 512) -> np.ndarray:
+    """``array[rows]`` as float64, for sorted ``rows``; gentle on memory maps.
+
+    Each page fault on a memory map maps a whole neighbourhood (the kernel's fault-around,
+    64 KiB), so one fancy-indexed read of a few thousand scattered rows can put most of a file
+    into the resident set at once. Memory maps are therefore read ``group`` rows at a time and
+    their pages released after each group.
+    """
+    if getattr(array, "_mmap", None) is None:
+        return np.asarray(array[rows], dtype=np.float64)
+    out = np.empty((len(rows), *array.shape[1:]), dtype=np.float64)
+    for start in range(0, len(rows), group):
+        out[start : start + group] = array[rows[start : start + group]]
+        release_pages(array)
+    return out
+
+
 @dataclass
 class ColumnStats:
     """Per-column statistics gathered in one chunked pass (memory maps stay on disk)."""
@@ -579,12 +616,13 @@ def column_stats(array: np.ndarray, rows: np.ndarray | None = None) -> ColumnSta
         if rows is None:
             chunk = np.asarray(array[start : start + _CHUNK_ROWS], dtype=np.float64)
         else:
-            chunk = np.asarray(array[np.sort(rows[start : start + _CHUNK_ROWS])], dtype=np.float64)
+            chunk = read_rows(array, np.sort(rows[start : start + _CHUNK_ROWS]))
         centred = chunk - shift  # shifted sums keep the variance accurate for large offsets
         total += centred.sum(axis=0)
         total_sq += (centred * centred).sum(axis=0)
         low = np.minimum(low, chunk.min(axis=0))
         high = np.maximum(high, chunk.max(axis=0))
+        release_pages(array)
     mean_centred = total / n_rows
     variance = np.maximum(total_sq / n_rows - mean_centred**2, 0.0)
     return ColumnStats(mean=shift + mean_centred, std=np.sqrt(variance), min=low, max=high)
@@ -597,6 +635,7 @@ def _bad_rows(array: np.ndarray) -> np.ndarray:
         chunk = np.asarray(flat[start : start + _CHUNK_ROWS], dtype=np.float64)
         rows = np.nonzero(~np.all(np.isfinite(chunk), axis=1))[0]
         bad.append(rows + start)
+        release_pages(array)
     return np.concatenate(bad)
 
 
@@ -657,15 +696,41 @@ class _RowBatches(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, positions: list[int]) -> dict[str, torch.Tensor]:
+    def __getitem__(self, positions: np.ndarray | list[int]) -> dict[str, torch.Tensor]:
         rows = np.sort(self.rows[np.asarray(positions)])  # sorted reads are sequential on a memory map
+        # read_rows: random rows touch pages all over a memory map, which must not all stay resident
         batch = {
-            "x": torch.from_numpy(np.asarray(self.samples.X[rows], dtype=np.float64)),
-            "y": torch.from_numpy(np.asarray(self.samples.y[rows], dtype=np.float64)),
+            "x": torch.from_numpy(read_rows(self.samples.X, rows)),
+            "y": torch.from_numpy(read_rows(self.samples.y, rows)),
         }
         if self.samples.gradients is not None:
-            batch["dydx"] = torch.from_numpy(np.asarray(self.samples.gradients[rows], dtype=np.float64))
+            batch["dydx"] = torch.from_numpy(read_rows(self.samples.gradients, rows))
         return batch
+
+
+class _Batches(Sampler):
+    """Batches of positions as numpy arrays: in order, or reshuffled every epoch.
+
+    Draws its permutation exactly as ``RandomSampler`` does (a seed from torch's global
+    generator), but keeps it as one int64 array instead of a Python list of every row number
+    (≈ 35 bytes per row) — which dominated the memory of an epoch over millions of rows.
+    """
+
+    def __init__(self, n: int, size: int, shuffle: bool):
+        self.n, self.size, self.shuffle = n, size, shuffle
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.size)
+
+    def __iter__(self):
+        if self.shuffle:
+            generator = torch.Generator()
+            generator.manual_seed(int(torch.empty((), dtype=torch.int64).random_().item()))
+            order = torch.randperm(self.n, generator=generator).numpy()
+        else:
+            order = np.arange(self.n)
+        for start in range(0, self.n, self.size):
+            yield order[start : start + self.size]
 
 
 class SurrogateDataModule(L.LightningDataModule):
@@ -731,10 +796,9 @@ class SurrogateDataModule(L.LightningDataModule):
     def _loader(self, rows: np.ndarray, shuffle: bool) -> DataLoader:
         size = len(rows) if self.batch_size is None else min(self.batch_size, len(rows))
         dataset = _RowBatches(self.samples, rows)
-        order = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
         return DataLoader(
             dataset,
-            sampler=BatchSampler(order, size, drop_last=False),
+            sampler=_Batches(len(rows), size, shuffle),
             batch_size=None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
