@@ -20,7 +20,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from surrogates.data import SurrogateDataModule, column_stats
+from surrogates.data import SurrogateDataModule, column_stats, read_rows
 from surrogates.io import write_json, write_with
 from surrogates.metrics import derivative_errors, protocol_test_points
 from surrogates.module import SurrogateModule
@@ -48,15 +48,20 @@ def _instantiate_all(group: DictConfig | None, **kwargs: Any) -> list[Any]:
     return [instantiate(node, **kwargs) for node in group.values() if node is not None and "_target_" in node]
 
 
-def _fit_metrics(surrogate: Surrogate, datamodule: SurrogateDataModule, rows: np.ndarray) -> dict[str, Any]:
+def _fit_metrics(
+    surrogate: Surrogate, datamodule: SurrogateDataModule, rows: np.ndarray, chunk: int = 8192
+) -> dict[str, Any]:
+    """RMSE and R² per output over ``rows``, in chunks (a large memory-mapped set is never read whole)."""
     samples = datamodule.samples
     if len(rows) == 0:
         return {}
-    X = np.asarray(samples.X[rows], dtype=np.float64)
-    y = np.asarray(samples.y[rows], dtype=np.float64)
-    prediction = surrogate.predict(X).reshape(y.shape)
-    mse = np.mean((prediction - y) ** 2, axis=0)
-    variance = np.var(y, axis=0)
+    squared_error = np.zeros(samples.out_dim)
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        X, y = read_rows(samples.X, part), read_rows(samples.y, part)
+        squared_error += np.sum((surrogate.predict(X).reshape(y.shape) - y) ** 2, axis=0)
+    mse = squared_error / len(rows)
+    variance = column_stats(samples.y, rows).std ** 2
     return {
         "rmse": dict(zip(samples.output_names, np.sqrt(mse).tolist())),
         "r2": dict(zip(samples.output_names, (1.0 - mse / variance).tolist())),
