@@ -66,6 +66,15 @@ class SurrogateModule(L.LightningModule):
         gradient_weight: float = 1.0,
     ):
         super().__init__()
+        # a config typo (model.width=abc) must name the key, not fail deep inside torch
+        for name, value in (("width", width), ("depth", depth), ("polish_epochs", polish_epochs),
+                            ("polish_iterations", polish_iterations)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"model.{name} must be an integer, got {value!r}")
+        for name, value in (("lr", lr), ("weight_decay", weight_decay), ("final_lr_fraction", final_lr_fraction),
+                            ("gradient_weight", gradient_weight)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(f"model.{name} must be a number, got {value!r}")
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
         for name, value in (("lr", lr), ("final_lr_fraction", final_lr_fraction)):
