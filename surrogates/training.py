@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import lightning as L
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,7 +25,7 @@ from surrogates.data import SurrogateDataModule, column_stats, read_rows
 from surrogates.io import write_json, write_with
 from surrogates.metrics import derivative_errors, protocol_test_points
 from surrogates.module import SurrogateModule
-from surrogates.surrogate import Surrogate
+from surrogates.surrogate import CheckpointError, Surrogate
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,17 @@ def _fit_metrics(
     }
 
 
+def _instantiate_checked(node: DictConfig, **kwargs: Any) -> Any:
+    """``instantiate``, but a ValueError of the target (a bad config value) is re-raised as is:
+    its message names the key, without Hydra's three-line wrapping."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ValueError):
+            raise err.__cause__ from None
+        raise
+
+
 def _launched_as_rank_zero() -> bool:
     """False in the extra processes a multi-process launcher started (DDP rank > 0).
 
@@ -88,7 +100,7 @@ def _fit_member(cfg: DictConfig, datamodule: SurrogateDataModule, seed: int) -> 
     """
     L.seed_everything(seed, workers=True, verbose=False)
     samples = datamodule.samples
-    module: SurrogateModule = instantiate(cfg.model, in_dim=samples.in_dim, out_dim=samples.out_dim)
+    module: SurrogateModule = _instantiate_checked(cfg.model, in_dim=samples.in_dim, out_dim=samples.out_dim)
     x_stats, y_stats = datamodule.input_stats, datamodule.output_stats
     module.net.set_normalisation(
         torch.as_tensor(x_stats.mean), torch.as_tensor(x_stats.std),
@@ -149,15 +161,20 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
         raise ValueError(f"ensemble.size must be a positive integer, got {size}")
     if size > 1 and cfg.get("ckpt_path"):
         raise ValueError("resuming from ckpt_path works for a single network, not an ensemble (ensemble.size=1)")
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path and ckpt_path not in ("last", "best") and not Path(ckpt_path).is_file():
+        raise CheckpointError(f"checkpoint to resume from (ckpt_path) {ckpt_path} does not exist")
     cfg = cfg.copy()
     OmegaConf.update(cfg, "paths.output_dir", str(output_dir))
-    if _launched_as_rank_zero():
-        write_with(output_dir / CONFIG_FILE, lambda p: p.write_text(OmegaConf.to_yaml(cfg, resolve=True)))
 
     overrides = {"source": source} if source is not None else {}
-    datamodule: SurrogateDataModule = instantiate(cfg.data, **overrides)
+    datamodule: SurrogateDataModule = _instantiate_checked(cfg.data, **overrides)
     datamodule.setup("fit")
     samples = datamodule.samples
+    _instantiate_checked(cfg.model, in_dim=samples.in_dim, out_dim=samples.out_dim)  # bad model values stop here
+    # written once data and model config are known to be usable: a run stopped by bad input writes nothing
+    if _launched_as_rank_zero():
+        write_with(output_dir / CONFIG_FILE, lambda p: p.write_text(OmegaConf.to_yaml(cfg, resolve=True)))
     if samples.lower is not None:
         lower, upper = samples.lower, samples.upper
     else:
