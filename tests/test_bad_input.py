@@ -1,0 +1,284 @@
+"""The bad-input catalogue of issue 7, from the command line.
+
+Each case runs ``surrogates-train`` or ``surrogates-query`` (in-process, through the same
+Hydra entry point) into a folder that already holds a good run's files, and checks: non-zero
+exit, a short message naming the problem and the place, no traceback, and the good files
+byte-identical afterwards (nothing written or overwritten). ``python tests/test_bad_input.py``
+prints the case → message table.
+
+The Python-level versions of many cases live in tests/test_data.py and tests/test_train.py.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from surrogates.cli import query as query_cli
+from surrogates.cli import train as train_cli
+from surrogates.model import MLP
+from surrogates.surrogate import Surrogate
+
+GOOD_FILES = ("surrogate.safetensors", "summary.json", "config.yaml", "query.npz", "query.csv")
+
+
+def _good_surrogate(d: int = 2, width: int = 8) -> Surrogate:
+    torch.manual_seed(0)
+    return Surrogate(MLP(d, 1, width=width, depth=2), [f"x{i}" for i in range(d)], ["y0"], True,
+                     lower=[0.0] * d, upper=[1.0] * d)
+
+
+def _rows(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    X = np.random.default_rng(seed).uniform(size=(n, 2))
+    return X, X[:, 0] + 2 * X[:, 1] ** 2
+
+
+def _csv(path: Path, header: str, rows: list[str]) -> Path:
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def _npy(folder: Path, X, y, name="d") -> list[str]:
+    np.save(folder / f"{name}_X.npy", X)
+    np.save(folder / f"{name}_y.npy", y)
+    return ["data=npy", f"data.source.inputs={folder / f'{name}_X.npy'}", f"data.source.outputs={folder / f'{name}_y.npy'}"]
+
+
+def _npz(folder: Path, name="d", **arrays) -> list[str]:
+    np.savez(folder / f"{name}.npz", **arrays)
+    return ["data=npz", f"data.source.path={folder / f'{name}.npz'}"]
+
+
+# ------------------------------------------------------------------------- the cases
+# Each builder gets the scratch folder and returns (command, arguments, expected message regex).
+
+
+def nan_outputs(t):
+    X, y = _rows()
+    y[[3, 17]] = np.nan
+    return "train", _npz(t, X=X, y=y), r"outputs contain NaN or inf in row\(s\) 3, 17"
+
+
+def inf_inputs_csv(t):
+    X, y = _rows()
+    lines = [f"{a},{b},{c}" for (a, b), c in zip(X, y)]
+    lines[5] = "inf,0.5,1.0"
+    return "train", ["data=csv", f"data.source.path={_csv(t / 'd.csv', 'a,b,y', lines)}", "data.source.outputs=[y]"], \
+        r"inputs contain NaN or inf in row\(s\) 5"
+
+
+def length_mismatch_x_y(t):
+    X, y = _rows()
+    return "train", _npy(t, X, y[:-3]), r"40 input rows but 37 output rows"
+
+
+def length_mismatch_gradients(t):
+    X, y = _rows()
+    return "train", _npz(t, X=X, y=y, gradients=np.ones((30, 2))), r"40 input rows but 30 gradient rows"
+
+
+def one_d_inputs(t):
+    X, y = _rows()
+    return "train", _npy(t, X[:, 0], y), r"inputs X must be 2-D .*got shape \(40,\); for one input dimension"
+
+
+def two_d_outputs_3d(t):
+    X, y = _rows()
+    return "train", _npy(t, X, np.zeros((40, 2, 2))), r"outputs y must be \(N,\) or \(N, m\), got shape \(40, 2, 2\)"
+
+
+def empty_file(t):
+    (t / "empty.csv").write_text("")
+    return "train", ["data=csv", f"data.source.path={t / 'empty.csv'}", "data.source.outputs=[y]"], r"empty\.csv is empty"
+
+
+def truncated_npy(t):
+    X, y = _rows(4000)
+    args = _npy(t, X, y)
+    cut = (t / "d_X.npy").read_bytes()
+    (t / "d_X.npy").write_bytes(cut[: len(cut) // 3])
+    return "train", args, r"d_X\.npy is not a readable \.npy array \(truncated or corrupt\?\)"
+
+
+def csv_misspelled_output(t):
+    X, y = _rows()
+    path = _csv(t / "d.csv", "a,b,enrgy", [f"{a},{b},{c}" for (a, b), c in zip(X, y)])
+    return "train", ["data=csv", f"data.source.path={path}", "data.source.outputs=[energy]"], \
+        r"has no column\(s\) \['energy'\]; its columns are \['a', 'b', 'enrgy'\]"
+
+
+def csv_missing_input_column(t):
+    X, y = _rows()
+    path = _csv(t / "d.csv", "a,b,y", [f"{a},{b},{c}" for (a, b), c in zip(X, y)])
+    return "train", ["data=csv", f"data.source.path={path}", "data.source.outputs=[y]", "data.source.inputs=[a,c]"], \
+        r"has no column\(s\) \['c'\]"
+
+
+def csv_non_numeric_output(t):
+    X, y = _rows()
+    lines = [f"{a},{b},{c}" for (a, b), c in zip(X, y)]
+    lines[2] = "0.1,0.2,n/a"
+    path = _csv(t / "d.csv", "a,b,y", lines)
+    return "train", ["data=csv", f"data.source.path={path}", "data.source.outputs=[y]"], \
+        r"line 4, column 'y': 'n/a' is not a number"
+
+
+def constant_input(t):
+    X, y = _rows()
+    X[:, 1] = 3.0
+    return "train", _npz(t, X=X, y=y), r"input column 'x1' is constant \(3\)"
+
+
+def constant_output(t):
+    X, _ = _rows()
+    return "train", _npz(t, X=X, y=np.full(40, 2.5)), r"output column 'y0' is constant \(2\.5\)"
+
+
+def huge_magnitudes(t):
+    X, y = _rows()
+    return "train", _npz(t, X=X, y=y * 1e30), r"output column 'y0' reaches magnitude .*limit 1e\+30\); rescale it"
+
+
+def unknown_config_key(t):
+    return "train", ["trainer.max_epoch=3"], r"Could not override 'trainer\.max_epoch'"
+
+
+def unknown_group_option(t):
+    return "train", ["data=quartik"], r"Could not find 'data/quartik'"
+
+
+def wrong_type_model_width(t):
+    return "train", ["model.width=abc"], r"model\.width must be an integer, got 'abc'"
+
+
+def resume_checkpoint_missing(t):
+    return "train", [f"ckpt_path={t / 'nothere.ckpt'}"], r"ckpt_path\) .*nothere\.ckpt does not exist"
+
+
+def query_checkpoint_missing(t):
+    return "query", [f"checkpoint={t / 'missing.safetensors'}"], r"surrogate file .*missing\.safetensors does not exist"
+
+
+def query_checkpoint_truncated(t):
+    good = _good_surrogate().save(t / "s.safetensors").read_bytes()
+    (t / "cut.safetensors").write_bytes(good[: len(good) // 2])
+    return "query", [f"checkpoint={t / 'cut.safetensors'}"], r"cut\.safetensors is not a readable surrogate file"
+
+
+def query_checkpoint_not_a_checkpoint(t):
+    (t / "notes.safetensors").write_text("these are my notes, not a model")
+    return "query", [f"checkpoint={t / 'notes.safetensors'}"], r"notes\.safetensors is not a readable surrogate file"
+
+
+def query_checkpoint_other_model_shape(t):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    path = _good_surrogate().save(t / "s.safetensors")
+    with safe_open(str(path), framework="pt") as handle:
+        meta = handle.metadata()
+    tensors = load_file(str(path))
+    tensors["members.0.hidden.0.weight"] = torch.zeros(16, 2, dtype=torch.float64)  # a width-16 layer
+    save_file(tensors, str(t / "other.safetensors"), metadata=meta)
+    return "query", [f"checkpoint={t / 'other.safetensors'}"], r"size mismatch"
+
+
+def query_points_wrong_dimension(t):
+    _good_surrogate().save(t / "s.safetensors")
+    np.save(t / "p.npy", np.zeros((5, 3)))
+    return "query", [f"checkpoint={t / 's.safetensors'}", f"points={t / 'p.npy'}"], \
+        r"points must have shape \(N, 2\) for inputs \['x0', 'x1'\], got \(5, 3\)"
+
+
+def query_points_nan(t):
+    _good_surrogate().save(t / "s.safetensors")
+    P = np.zeros((6, 2))
+    P[4, 1] = np.nan
+    np.save(t / "p.npy", P)
+    return "query", [f"checkpoint={t / 's.safetensors'}", f"points={t / 'p.npy'}"], r"NaN or inf in row\(s\) 4"
+
+
+HYDRA_COMPOSITION = (unknown_config_key, unknown_group_option)
+# torch's state-dict error text ends its first line with a colon and lists the mismatches below
+TWO_LINES = (query_checkpoint_other_model_shape,)
+CASES = [nan_outputs, inf_inputs_csv, length_mismatch_x_y, length_mismatch_gradients, one_d_inputs, two_d_outputs_3d,
+         empty_file, truncated_npy, csv_misspelled_output, csv_missing_input_column, csv_non_numeric_output,
+         constant_input, constant_output, huge_magnitudes, unknown_config_key, unknown_group_option,
+         wrong_type_model_width, resume_checkpoint_missing, query_checkpoint_missing, query_checkpoint_truncated,
+         query_checkpoint_not_a_checkpoint, query_checkpoint_other_model_shape, query_points_wrong_dimension,
+         query_points_nan]
+
+
+def run_cli(command: str, args: list[str], run_dir: Path, capsys) -> tuple[int, str]:
+    main = {"train": train_cli.main, "query": query_cli.main}[command]
+    argv = sys.argv
+    sys.argv = [f"surrogates-{command}", *args, f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false", "plot=false"
+                if command == "query" else "debug=fast"]
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+    finally:
+        sys.argv = argv
+    return exited.value.code, capsys.readouterr().err
+
+
+def _plant_good_run(run_dir: Path) -> dict[str, bytes]:
+    """A previous good run's files in the folder the failed run points at."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _good_surrogate().save(run_dir / "surrogate.safetensors")
+    for name in GOOD_FILES[1:]:
+        (run_dir / name).write_bytes(f"previous good {name}\n".encode())
+    return {name: (run_dir / name).read_bytes() for name in GOOD_FILES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
+def test_bad_input_gives_one_clear_error_and_writes_nothing(case, tmp_path, capsys):
+    command, args, expected = case(tmp_path)
+    run_dir = tmp_path / "run"
+    before = _plant_good_run(run_dir)
+    code, err = run_cli(command, args, run_dir, capsys)
+    assert code not in (0, None), err
+    assert "Traceback" not in err, err
+    message = [line for line in err.strip().splitlines() if line.strip()]
+    if case in HYDRA_COMPOSITION:
+        # Hydra's own report of a bad override or group option (before our code runs): a few
+        # lines, or the list of available options
+        assert len(message) <= 20, err
+    elif case in TWO_LINES:
+        assert len(message) == 2 and message[0].startswith("error: "), err
+    else:
+        assert len(message) == 1 and message[0].startswith("error: "), err
+    assert re.search(expected, err), err
+    for name, content in before.items():
+        assert (run_dir / name).read_bytes() == content, f"{name} was overwritten"
+    assert not list(run_dir.glob(".*.tmp")) and not (run_dir / "checkpoints").exists()
+
+
+if __name__ == "__main__":  # the case → message table for the issue's closing note
+    import tempfile
+
+    class _Capture:
+        def readouterr(self):
+            class R:
+                err = sys.stderr.getvalue()
+            return R
+
+    import io
+
+    rows = []
+    for case in CASES:
+        with tempfile.TemporaryDirectory() as scratch:
+            command, args, _ = case(Path(scratch))
+            real, sys.stderr = sys.stderr, io.StringIO()
+            try:
+                code, err = run_cli(command, args, Path(scratch) / "run", _Capture())
+            finally:
+                sys.stderr = real
+            text = " ⏎ ".join(line.strip() for line in err.strip().splitlines() if line.strip())
+            rows.append(f"| {case.__name__} | {command} | {code} | {text.replace(scratch, '…')} |")
+    print("| case | command | exit | message |\n|---|---|---|---|\n" + "\n".join(rows))
