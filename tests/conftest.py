@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra import compose, initialize_config_module
+
+# Test problems are tiny: one thread is as fast, and immune to a busy machine's contention.
+torch.set_num_threads(1)
 
 # A fit of about a second: enough to exercise every stage, not to be accurate.
 FAST = [
