@@ -94,38 +94,27 @@ def _self_check() -> float:
 
 
 # ----------------------------------------------------------------------------- helpers
-def timed(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:
-    times, out = [], None
-    for _ in range(reps):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
-
-
 def rel(a, b) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(np.max(np.abs(a - b) / np.abs(b)))
 
 
-def product_cost(ex, reps: int = 20) -> dict[str, float]:
-    """Median time of one operator product vs one raw graph-reusing double backward."""
+def product_cost(ex, reps: int = 25) -> dict[str, float]:
+    """Median time of one operator product vs one raw graph-reusing double backward (interleaved)."""
     op = HessianOperator(ex.model, ex.loss_fn, (ex.X, ex.Y))
     v = torch.randn(op.n, generator=torch.Generator().manual_seed(0))
     op @ v  # builds the cached graph
-    t_op = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        op @ v
-        t_op.append(time.perf_counter() - t)
     params = list(ex.model.parameters())
     leaves = [p.detach().requires_grad_() for p in params]
     names = [n for n, _ in ex.model.named_parameters()]
     loss = ex.loss_fn(functional_call(ex.model, dict(zip(names, leaves)), (ex.X,)), ex.Y)
     g = torch.autograd.grad(loss, leaves, create_graph=True)
     vs = [c.view_as(p) for c, p in zip(torch.split(v, [p.numel() for p in params]), params)]
-    t_raw = []
+    t_op, t_raw = [], []
     for _ in range(reps):
+        t = time.perf_counter()
+        op @ v
+        t_op.append(time.perf_counter() - t)
         t = time.perf_counter()
         torch.autograd.grad(g, leaves, vs, retain_graph=True)
         t_raw.append(time.perf_counter() - t)
@@ -134,27 +123,24 @@ def product_cost(ex, reps: int = 20) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------- ours
-def ours(ex, reps: int, ref: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def our_tasks(ex) -> dict[str, Callable[[], tuple[Any, int]]]:
+    """Each task builds a fresh float32 operator (graph construction is timed) and returns (result, HVPs)."""
     data = (ex.X, ex.Y)
-    rows: dict[str, dict[str, Any]] = {}
 
     def op32():
         return HessianOperator(ex.model, ex.loss_fn, data)
 
-    def top1():
-        op = op32()
-        return lanczos(op, 1, "LA"), op.num_products
+    def top(k):
+        def fn():
+            op = op32()
+            return lanczos(op, k, "LA"), op.num_products
+        return fn
 
-    def top5_f32():
-        op = op32()
-        return lanczos(op, 5, "LA"), op.num_products
-
-    def top5():
+    def top5_refined():
         op = op32()
         r = lanczos(op, 5, "LA")
         op64 = HessianOperator(ex.model, ex.loss_fn, data, dtype=torch.float64)
-        r = refine(op64, r)
-        return r, op.num_products + op64.num_products
+        return refine(op64, r), op.num_products + op64.num_products
 
     def bottom1():
         op = op32()
@@ -166,84 +152,117 @@ def ours(ex, reps: int, ref: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
     def density():
         op = op32()
-        top = lanczos(op, 5, "LA", keep_basis=True)
-        d = spectral_density(op, 20, 16, seed=2, deflate=top)
-        return d, op.num_products
+        top5 = lanczos(op, 5, "LA", keep_basis=True)
+        return spectral_density(op, 32, 12, seed=2, deflate=top5), op.num_products
 
-    for name, fn in [("top-1", top1), ("top-5", top5), ("top-5 (float32 only)", top5_f32), ("bottom-1", bottom1), ("trace", trace), ("density", density)]:
-        wall, (res, count) = timed(fn, reps)
-        if name.startswith("top"):
-            k = len(res.eigenvalues)
-            err = rel(res.eigenvalues, ref["top5"][:k])
-            extra = {"eigenvalues": res.eigenvalues.tolist(), "converged": res.all_converged}
-        elif name == "bottom-1":
-            err = rel(res.eigenvalues, ref["bottom1"])
-            extra = {"eigenvalues": res.eigenvalues.tolist(), "converged": res.all_converged}
-        elif name == "trace":
-            err = rel(res.value, ref["trace"])
-            extra = {"value": res.value, "stderr": res.stderr}
-        else:
-            err = rel(res.trace, ref["trace"])
-            extra = {"implied_trace": res.trace, "stderr": res.trace_stderr, "slq_products": res.num_products}
-        rows[name] = {"wall_s": wall, "hvps": count, "rel_error": err, **extra}
-    return rows
+    return {
+        "top-1": top(1),
+        "top-5": top(5),
+        "top-5 + float64 refine": top5_refined,
+        "bottom-1": bottom1,
+        "trace": trace,
+        "density": density,
+    }
+
+
+def score_ours(name: str, res: Any, ref: dict[str, Any]) -> dict[str, Any]:
+    if name.startswith("top"):
+        return {"rel_error": rel(res.eigenvalues, ref["top5"][: len(res.eigenvalues)]), "eigenvalues": res.eigenvalues.tolist(), "converged": res.all_converged}
+    if name == "bottom-1":
+        return {"rel_error": rel(res.eigenvalues, ref["bottom1"]), "eigenvalues": res.eigenvalues.tolist(), "converged": res.all_converged}
+    if name == "trace":
+        return {"rel_error": rel(res.value, ref["trace"]), "value": res.value, "stderr": res.stderr}
+    return {"rel_error": rel(res.trace, ref["trace"]), "implied_trace": res.trace, "stderr": res.trace_stderr, "slq_products": res.num_products}
 
 
 # ----------------------------------------------------------------------------- PyHessian
-def pyhessian_rows(ex, reps: int, ref: dict[str, Any]) -> dict[str, dict[str, Any]] | str:
-    try:
-        import pyhessian.hessian as ph
-    except ImportError:
-        return "PyHessian is not installed (pip install pyhessian); skipped"
-    counter = {"n": 0}
-    original = ph.hessian_vector_product
+class PyHessianRunner:
+    """PyHessian's defaults on a deep copy of the model, counting its Hessian-vector products."""
 
-    def counting(gradsH, params, v):
-        counter["n"] += 1
-        return original(gradsH, params, v)
+    def __init__(self, ex):
+        import pyhessian.hessian  # noqa: F401  (the package re-exports the class under the module's name)
 
-    ph.hessian_vector_product = counting
-    rows: dict[str, dict[str, Any]] = {}
-    try:
-        def make():
-            return ph.hessian(copy.deepcopy(ex.model), ex.loss_fn, data=(ex.X, ex.Y), cuda=False)
+        self.ph = sys.modules["pyhessian.hessian"]
+        self.ex = ex
+        self.count = 0
+        original = self.ph.hessian_vector_product
 
-        cases = {
-            "top-1": lambda: make().eigenvalues(top_n=1)[0],
-            "top-5": lambda: make().eigenvalues(top_n=5)[0],
-            "trace": lambda: float(np.mean(make().trace())),
-            "density": lambda: make().density(),
+        def counting(gradsH, params, v):
+            self.count += 1
+            return original(gradsH, params, v)
+
+        self.ph.hessian_vector_product = counting
+        self.original = original
+
+    def close(self) -> None:
+        self.ph.hessian_vector_product = self.original
+
+    def make(self):
+        return self.ph.hessian(copy.deepcopy(self.ex.model), self.ex.loss_fn, data=(self.ex.X, self.ex.Y), cuda=False)
+
+    def tasks(self) -> dict[str, Callable[[], Any]]:
+        return {
+            "top-1": lambda: self.make().eigenvalues(top_n=1)[0],
+            "top-5": lambda: self.make().eigenvalues(top_n=5)[0],
+            "trace": lambda: float(np.mean(self.make().trace())),
+            "density": lambda: self.make().density(),
         }
-        for name, fn in cases.items():
-            counts, times, out = [], [], None
-            try:
-                for _ in range(reps):
-                    counter["n"] = 0
+
+
+def score_pyhessian(name: str, out: Any, ref: dict[str, Any], n: int) -> dict[str, Any]:
+    if name in ("top-1", "top-5"):
+        vals = np.sort(np.asarray(out, dtype=np.float64))[::-1]
+        return {"rel_error": rel(vals, ref["top5"][: len(vals)]), "eigenvalues": vals.tolist()}
+    if name == "trace":
+        return {"rel_error": rel(out, ref["trace"]), "value": out}
+    eigs, weights = out
+    implied = float(np.sum(np.asarray(eigs) * np.asarray(weights)) / len(eigs) * n)
+    return {"rel_error": rel(implied, ref["trace"]), "implied_trace": implied}
+
+
+def measure(ex, reps: int, ref: dict[str, Any], with_pyhessian: bool) -> tuple[dict[str, Any], dict[str, Any] | str]:
+    """Run every task ``reps`` times, alternating ours and PyHessian's so load drifts hit both."""
+    mine = our_tasks(ex)
+    runner, theirs, base = None, {}, {}
+    if with_pyhessian:
+        try:
+            runner = PyHessianRunner(ex)
+            theirs = runner.tasks()
+        except ImportError:
+            base = "PyHessian is not installed (pip install pyhessian); skipped"
+    else:
+        base = "skipped (--no-pyhessian)"
+    n = sum(p.numel() for p in ex.model.parameters())
+    rows: dict[str, Any] = {}
+    try:
+        for name, fn in mine.items():
+            key = "top-5" if name.startswith("top-5") else name
+            pfn = theirs.get(key) if name != "top-5 + float64 refine" else None
+            t_ours, t_pyh, c_pyh, out, pout, perr = [], [], [], None, None, None
+            for _ in range(reps):
+                t = time.perf_counter()
+                out, count = fn()
+                t_ours.append(time.perf_counter() - t)
+                if pfn is not None and perr is None:
+                    runner.count = 0
                     t = time.perf_counter()
-                    out = fn()
-                    times.append(time.perf_counter() - t)
-                    counts.append(counter["n"])
-            except Exception as err:  # report whatever PyHessian raises, keep benchmarking
-                rows[name] = {"error": f"{type(err).__name__}: {str(err)[:160]}"}
-                continue
-            if name in ("top-1", "top-5"):
-                vals = np.sort(np.asarray(out, dtype=np.float64))[::-1]
-                err_v = rel(vals, ref["top5"][: len(vals)])
-                extra = {"eigenvalues": vals.tolist()}
-            elif name == "trace":
-                err_v, extra = rel(out, ref["trace"]), {"value": out}
-            else:
-                eigs, weights = out
-                implied = float(np.sum(np.asarray(eigs) * np.asarray(weights)) / len(eigs) * ex_n(ex))
-                err_v, extra = rel(implied, ref["trace"]), {"implied_trace": implied}
-            rows[name] = {"wall_s": statistics.median(times), "hvps": int(statistics.median(counts)), "rel_error": err_v, **extra}
+                    try:
+                        pout = pfn()
+                    except Exception as err:  # report whatever PyHessian raises and keep going
+                        perr = f"{type(err).__name__}: {str(err)[:120]}"
+                        continue
+                    t_pyh.append(time.perf_counter() - t)
+                    c_pyh.append(runner.count)
+            rows[name] = {"wall_s": statistics.median(t_ours), "hvps": count, **score_ours(name, out, ref)}
+            if isinstance(base, dict) and key in theirs and name != "top-5 + float64 refine":
+                if perr is not None:
+                    base[key] = {"error": perr}
+                elif t_pyh:
+                    base[key] = {"wall_s": statistics.median(t_pyh), "hvps": int(statistics.median(c_pyh)), **score_pyhessian(key, pout, ref, n)}
     finally:
-        ph.hessian_vector_product = original
-    return rows
-
-
-def ex_n(ex) -> int:
-    return sum(p.numel() for p in ex.model.parameters())
+        if runner is not None:
+            runner.close()
+    return rows, base
 
 
 # ----------------------------------------------------------------------------- main
@@ -253,6 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--reps", type=int, default=3, help="repetitions; medians are reported (default 3)")
     ap.add_argument("--out", default="bench_landscape.json", help="JSON output path")
     ap.add_argument("--no-pyhessian", action="store_true", help="skip the PyHessian baseline")
+    ap.add_argument("--ref-cache", default=None, help="optional .npz to store/reuse the float64 references")
     args = ap.parse_args(argv)
     if args.reps < 1:
         ap.error("--reps must be >= 1")
@@ -274,31 +294,50 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"model: {ex.info}  (trained in {time.perf_counter() - t:.1f} s)")
 
     t = time.perf_counter()
+    cache = args.ref_cache
+    if cache and os.path.exists(cache):
+        z = np.load(cache)
+        ref = {"top5": z["top5"], "bottom1": z["bottom1"], "trace": float(z["trace"])}
+        ref_info = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ref.items()}
+        ref_info["cached_from"] = cache
+        print(f"float64 references (cached in {cache}): {ref_info}")
+    else:
+        ref, ref_info = references(ex)
+        if cache:
+            np.savez(cache, top5=ref["top5"], bottom1=ref["bottom1"], trace=ref["trace"])
+        print(f"float64 references: {ref_info}")
+    ref_info["time_s"] = time.perf_counter() - t
+    return finish(args, machine, ex, ref, ref_info)
+
+
+def references(ex) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Float64 eigsh eigenvalues and the exact structural trace."""
     op64 = HessianOperator(ex.model, ex.loss_fn, (ex.X, ex.Y), dtype=torch.float64)
     lin = op64.to_scipy()
     top5 = np.sort(eigsh(lin, k=5, which="LA", tol=1e-12, return_eigenvectors=False))[::-1]
     n_top = op64.num_products
-    # a wide Krylov space (ncv=300) keeps ARPACK's restarts few: the bottom of this spectrum is
-    # a dense bulk near zero, where a narrow ncv needs thousands of products
-    bottom1 = np.sort(eigsh(lin, k=1, which="SA", tol=1e-10, ncv=min(300, lin.shape[0] - 1), return_eigenvectors=False))
+    # The most negative eigenvalue sits at the edge of a dense bulk near zero: ARPACK needs
+    # hundreds of float64 products. tol is relative to |lambda|; 1e-8 gives a residual far
+    # below the float32 methods' resolution.
+    bottom1 = np.sort(eigsh(lin, k=1, which="SA", tol=1e-8, ncv=min(128, lin.shape[0] - 1), return_eigenvectors=False))
     n_bottom = op64.num_products - n_top
     exact_trace = exact_mlp_trace(ex.model, ex.X, ex.Y)
     ref = {"top5": top5, "bottom1": bottom1, "trace": exact_trace}
     ref_info = {
         "top5": top5.tolist(), "bottom1": bottom1.tolist(), "trace": exact_trace,
-        "eigsh_products_top5": n_top, "eigsh_products_bottom1": n_bottom, "time_s": time.perf_counter() - t,
+        "eigsh_products_top5": n_top, "eigsh_products_bottom1": n_bottom,
     }
-    print(f"float64 references: {ref_info}")
-    del op64, lin
+    return ref, ref_info
 
+
+def finish(args, machine, ex, ref, ref_info) -> dict[str, Any]:
     cost = product_cost(ex)
-    mine = ours(ex, args.reps, ref)
-    base = "skipped (--no-pyhessian)" if args.no_pyhessian else pyhessian_rows(ex, args.reps, ref)
+    mine, base = measure(ex, args.reps, ref, not args.no_pyhessian)
 
     header = f"{'task':<22}{'wall s':>9}{'HVPs':>7}{'rel err':>10} | {'PyH s':>8}{'PyH HVPs':>9}{'PyH err':>10}{'time ratio':>11}"
     lines = [header, "-" * len(header)]
     for name, r in mine.items():
-        b = base.get(name.split(" ")[0] if name.startswith("top-5") else name) if isinstance(base, dict) else None
+        b = base.get(name) if isinstance(base, dict) else None
         if b and "wall_s" in b:
             tail = f"{b['wall_s']:>8.2f}{b['hvps']:>9d}{b['rel_error']:>10.1e}{r['wall_s'] / b['wall_s']:>11.2f}"
         elif b:

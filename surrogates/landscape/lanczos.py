@@ -202,9 +202,10 @@ def lanczos(
     tol = default_tol(op.dtype) if tol is None else float(tol)
     device = op.device
     gen = make_generator(seed)
-    defl = None if deflate is None else deflate.to(device, torch.float64)
+    defl = None if deflate is None else deflate.to(device, torch.float64).T.contiguous().T
 
-    Q = torch.zeros(n, max_iter, dtype=torch.float64, device=device)
+    # column-major storage: each Lanczos vector and every leading block Q[:, :j] is contiguous
+    Q = torch.zeros(max_iter, n, dtype=torch.float64, device=device).T
     alpha = np.zeros(max_iter)
     beta = np.zeros(max_iter)
     if v0 is None:
@@ -308,8 +309,8 @@ def lanczos_tridiagonal(
     n = op.shape[0]
     device = op.device
     num_steps = min(int(num_steps), n - (0 if deflate is None else deflate.shape[1]))
-    defl = None if deflate is None else deflate.to(device, torch.float64)
-    Q = torch.zeros(n, num_steps, dtype=torch.float64, device=device)
+    defl = None if deflate is None else deflate.to(device, torch.float64).T.contiguous().T
+    Q = torch.zeros(num_steps, n, dtype=torch.float64, device=device).T
     alpha = np.zeros(num_steps)
     beta = np.zeros(num_steps)
     q = v0.detach().to(device, torch.float64)
