@@ -159,10 +159,7 @@ def test_ddp_query_gathers_every_point_in_order_exactly(runs):
 
 
 def test_ddp_query_from_the_command_line(tmp_path):
-    """Through Hydra: Lightning relaunches the command for rank 1; one set of files, one report.
-
-    (query.yaml has no trainer.strategy key, hence the +.)
-    """
+    """Through Hydra: Lightning relaunches the command for rank 1; one set of files, one report."""
     from surrogates.query import query
 
     surrogate = _query_surrogate()
@@ -173,7 +170,7 @@ def test_ddp_query_from_the_command_line(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "surrogates.cli.query", f"checkpoint={tmp_path / 's.safetensors'}",
          f"points={tmp_path / 'points.npy'}", "quantities=[value,gradient,hessian]", "batch_size=16", "plot=false",
-         "+trainer.strategy=ddp", "trainer.devices=2", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'q'}"],
+         "trainer.strategy=ddp", "trainer.devices=2", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'q'}"],
         capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
