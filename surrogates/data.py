@@ -302,15 +302,15 @@ def _to_numpy(array: Any, what: str, origin: str) -> np.ndarray:
 
 
 def _samples_from_arrays(
-    X: Any,
-    y: Any,
+    inputs: Any,
+    outputs: Any,
     gradients: Any | None,
     input_names: Sequence[str] | None,
     output_names: Sequence[str] | None,
     origin: str,
 ) -> Samples:
-    X = _to_numpy(X, "inputs X", origin)
-    y = _to_numpy(y, "outputs y", origin)
+    X = _to_numpy(inputs, "inputs X", origin)
+    y = _to_numpy(outputs, "outputs y", origin)
     if X.ndim != 2:
         raise DataError(
             f"{origin}: inputs X must be 2-D (N samples, d inputs), got shape {X.shape}"
@@ -387,14 +387,8 @@ class NpySource:
             key: None if path is None else _load_npy(_existing_file(path, (".npy",)), self.mmap)
             for key, path in self.paths.items()
         }
-        return _samples_from_arrays(
-            arrays["inputs"],
-            arrays["outputs"],
-            arrays["gradients"],
-            self.input_names,
-            self.output_names,
-            origin=f"files {self.paths['inputs']} / {self.paths['outputs']}",
-        )
+        origin = f"files {self.paths['inputs']} / {self.paths['outputs']}"
+        return _samples_from_arrays(**arrays, input_names=self.input_names, output_names=self.output_names, origin=origin)
 
 
 class NpzSource:
@@ -445,14 +439,7 @@ class NpzSource:
                     arrays[role] = archive[key]
                 except (ValueError, OSError, EOFError) as err:
                     raise DataError(f"data file {path}: array {key!r} is unreadable: {err}") from None
-        return _samples_from_arrays(
-            arrays["inputs"],
-            arrays["outputs"],
-            arrays["gradients"],
-            self.input_names,
-            self.output_names,
-            origin=f"file {path}",
-        )
+        return _samples_from_arrays(**arrays, input_names=self.input_names, output_names=self.output_names, origin=f"file {path}")
 
 
 class CsvSource:
