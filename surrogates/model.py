@@ -107,12 +107,16 @@ class MLP(nn.Module):
         self.output_scaling.shift.copy_(torch.as_tensor(y_shift))
         self.output_scaling.scale.copy_(torch.as_tensor(y_scale))
 
-    def forward_normalised(self, x: Tensor) -> Tensor:
-        """Network output on the standardised output scale, (N, d) → (N, m)."""
+    def features(self, x: Tensor) -> Tensor:
+        """Last hidden layer's activations, (N, d) → (N, width): the output layer's inputs."""
         h = self.input_scaling(x)
         for layer in self.hidden:
             h = self.activation.forward(layer(h))
-        return self.head(h)
+        return h
+
+    def forward_normalised(self, x: Tensor) -> Tensor:
+        """Network output on the standardised output scale, (N, d) → (N, m)."""
+        return self.head(self.features(x))
 
     def forward(self, x: Tensor) -> Tensor:
         """Prediction in data units, (N, d) → (N, m)."""

@@ -130,6 +130,9 @@ def _fit_member(cfg: DictConfig, datamodule: SurrogateDataModule, seed: int) -> 
         "fit_seconds": round(time.perf_counter() - started, 3),
         "processes": int(trainer.world_size),
     }
+    noise_std = module.estimated_noise_std()
+    if noise_std is not None:
+        report["estimated_noise_std"] = dict(zip(datamodule.samples.output_names, noise_std))
     # A single-device fit inside a DDP process (surrogates-query training its default surrogate
     # first) is "global zero" for its own trainer, yet not the process that writes.
     return module.net.cpu(), report, trainer.is_global_zero and _launched_as_rank_zero()
@@ -220,6 +223,8 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
         "train": first["train"],
         "validation": first["validation"],
     }
+    if "estimated_noise_std" in first:
+        summary["estimated_noise_std"] = first["estimated_noise_std"]
     if size > 1:
         summary["members"] = member_reports
     if samples.function is not None:
@@ -265,10 +270,13 @@ def format_summary(summary: dict[str, Any]) -> str:
             r2 = ", ".join(f"{k}={v:.6f}" for k, v in metrics["r2"].items())
             rmse = ", ".join(f"{k}={v:.3g}" for k, v in metrics["rmse"].items())
             lines.append(f"  {split:<10} R² {r2}   RMSE {rmse}   ({metrics['points']} points)")
+    noise = summary.get("estimated_noise_std")
+    if noise:
+        lines.append("  noise std estimated by the evidence fit: " + ", ".join(f"{k}={v:.3g}" for k, v in noise.items()))
     derivatives = summary.get("derivatives")
     if derivatives:
         parts = [
-            f"{name.replace('_', ' ')} {derivatives[name]['median']:.3%}"
+            f"{name.replace('_', ' ')} {100 * derivatives[name]['median']:.3g}%"
             for name in ("gradient", "jacobian", "hessian", "mixed_partials")
             if name in derivatives
         ]
