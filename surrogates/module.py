@@ -81,7 +81,7 @@ class SurrogateModule(L.LightningModule):
         polish_iterations: int = 100,
         gradient_weight: float = 1.0,
         polish_objective: str = "evidence",
-        prior_weight: float = 1.0,
+        prior_weight: float = 100.0,
     ):
         super().__init__()
         # a config typo (model.width=abc) must name the key, not fail deep inside torch
