@@ -170,6 +170,9 @@ class FunctionSource:
         dim: Dimension, for the N-dimensional families.
         lower: Optional box override (defaults to the function's own box).
         upper: See ``lower``.
+        with_gradients: Also sample the exact (noise-free) gradient or Jacobian, as a simulator
+            with adjoint derivatives would give them; the fit then matches them too
+            (``model.gradient_weight``).
     """
 
     def __init__(
@@ -182,9 +185,11 @@ class FunctionSource:
         dim: int | None = None,
         lower: Sequence[float] | None = None,
         upper: Sequence[float] | None = None,
+        with_gradients: bool = False,
     ):
         self.function = get_function(function, dim=dim)
         self.n_samples, self.sampler, self.noise, self.seed = n_samples, sampler, noise, seed
+        self.with_gradients = bool(with_gradients)
         self.lower = np.asarray(self.function.lower if lower is None else lower, dtype=np.float64)
         self.upper = np.asarray(self.function.upper if upper is None else upper, dtype=np.float64)
 
@@ -192,9 +197,14 @@ class FunctionSource:
         rng = np.random.default_rng(self.seed)
         X = sample_box(self.n_samples, self.lower, self.upper, self.sampler, rng)
         y, scalar = _as_2d_outputs(np.asarray(self.function.value(X), dtype=np.float64))
+        gradients = None
+        if self.with_gradients:
+            gradients = np.asarray(self.function.gradient(X) if scalar else self.function.jacobian(X), dtype=np.float64)
+            gradients = gradients.reshape(X.shape[0], y.shape[1], X.shape[1])
         return Samples(
             X=X,
             y=add_noise(y, self.noise, rng),
+            gradients=gradients,
             input_names=_names(None, "x", X.shape[1], "input"),
             output_names=_names(None, "y", y.shape[1], "output"),
             scalar_output=scalar,

@@ -221,3 +221,21 @@ def test_datamodule_splits_and_batches():
     np.testing.assert_array_equal(np.sort(rows[:, 0]), np.sort(dm.samples.X[dm.train_rows, 0]))
     f = get_function("vec2")
     np.testing.assert_allclose(batches[0]["y"].numpy(), f.value(batches[0]["x"].numpy()))
+
+
+@pytest.mark.parametrize("name", ["quartic", "vec2"])
+def test_function_source_with_gradients_feeds_exact_derivatives_to_the_batches(name):
+    f = get_function(name)
+    plain = FunctionSource(name, n_samples=50, noise=0.01).load()
+    source = FunctionSource(name, n_samples=50, noise=0.01, with_gradients=True)
+    samples = source.load()
+    # same inputs and noisy values as without gradients: the gradients draw nothing from the generator
+    np.testing.assert_array_equal(samples.X, plain.X)
+    np.testing.assert_array_equal(samples.y, plain.y)
+    exact = f.gradient(samples.X)[:, None, :] if f.is_scalar else f.jacobian(samples.X)
+    np.testing.assert_array_equal(samples.gradients, exact)
+    dm = SurrogateDataModule(source, val_fraction=0.2, batch_size=None)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    expected = f.gradient(batch["x"].numpy())[:, None, :] if f.is_scalar else f.jacobian(batch["x"].numpy())
+    np.testing.assert_allclose(batch["dydx"].numpy(), expected, rtol=1e-12)
