@@ -767,16 +767,21 @@ class SurrogateDataModule(L.LightningDataModule):
         self.samples = samples
         self.split(self.split_seed)
 
-    def split(self, seed: int) -> None:
+    def split(self, seed: int, bootstrap: bool = False) -> None:
         """(Re)draw the train/validation split and the training-set statistics from ``seed``.
 
         Ensemble members each call this with their own seed, so they see different splits of
-        the same samples (loaded and validated once).
+        the same samples (loaded and validated once). ``bootstrap`` then redraws the training
+        rows with replacement (as many as before), so members also differ the way fits to
+        other noise realisations would.
         """
         samples = self.samples
-        order = np.random.default_rng(seed).permutation(samples.n_samples)
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(samples.n_samples)
         n_val = int(round(self.val_fraction * samples.n_samples))
         self.val_rows, self.train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
+        if bootstrap:
+            self.train_rows = np.sort(rng.choice(self.train_rows, size=self.train_rows.size, replace=True))
         self.input_stats = column_stats(samples.X, self.train_rows)
         self.output_stats = column_stats(samples.y, self.train_rows)
         for what, stats, names in (

@@ -144,7 +144,8 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
     Args:
         cfg: A composed ``train`` config (groups data, model, trainer, callbacks, logger;
             ``ensemble.size`` K > 1 fits K networks with seeds seed, seed+1, … on different
-            train/validation splits, each into ``output_dir/member<k>``).
+            train/validation splits, each into ``output_dir/member<k>``; ``ensemble.bootstrap``
+            resamples each member's training rows with replacement).
         output_dir: Folder for the surrogate, ``summary.json``, the resolved config, Lightning
             checkpoints and logs. Created if missing.
         source: Optional data source object overriding ``cfg.data.source`` (how
@@ -162,6 +163,7 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
     size = int(OmegaConf.select(cfg, "ensemble.size", default=1))
     if size < 1:
         raise ValueError(f"ensemble.size must be a positive integer, got {size}")
+    bootstrap = bool(OmegaConf.select(cfg, "ensemble.bootstrap", default=False))
     if size > 1 and cfg.get("ckpt_path"):
         raise ValueError("resuming from ckpt_path works for a single network, not an ensemble (ensemble.size=1)")
     ckpt_path = cfg.get("ckpt_path")
@@ -201,8 +203,8 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
         member_dir = output_dir if size == 1 else output_dir / f"member{k}"
         member_cfg = cfg.copy()
         OmegaConf.update(member_cfg, "paths.output_dir", str(member_dir))
-        if k > 0:
-            datamodule.split(datamodule.split_seed + k)
+        if k > 0 or bootstrap:
+            datamodule.split(datamodule.split_seed + k, bootstrap=bootstrap)
         net, report, writer = _fit_member(member_cfg, datamodule, seed=cfg.seed + k)
         single = as_surrogate([net])
         report["train"] = _fit_metrics(single, datamodule, datamodule.train_rows)

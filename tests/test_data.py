@@ -239,3 +239,15 @@ def test_function_source_with_gradients_feeds_exact_derivatives_to_the_batches(n
     batch = next(iter(dm.train_dataloader()))
     expected = f.gradient(batch["x"].numpy())[:, None, :] if f.is_scalar else f.jacobian(batch["x"].numpy())
     np.testing.assert_allclose(batch["dydx"].numpy(), expected, rtol=1e-12)
+
+
+def test_bootstrap_split_resamples_training_rows_and_keeps_validation_apart():
+    dm = SurrogateDataModule(FunctionSource("quartic", n_samples=200), val_fraction=0.1)
+    dm.setup("fit")
+    plain_train, plain_val = dm.train_rows.copy(), dm.val_rows.copy()
+    dm.split(dm.split_seed, bootstrap=True)
+    np.testing.assert_array_equal(dm.val_rows, plain_val)
+    assert dm.train_rows.size == plain_train.size
+    assert set(dm.train_rows) <= set(plain_train)
+    assert len(set(dm.train_rows)) < plain_train.size  # drawn with replacement: repeats
+    np.testing.assert_allclose(dm.output_stats.mean, dm.samples.y[dm.train_rows].mean(0))
