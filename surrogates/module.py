@@ -211,7 +211,8 @@ class SurrogateModule(L.LightningModule):
 
     def estimated_noise_std(self) -> list[float] | None:
         """Noise std per output in data units, β^(−1/2) · s_y, after an evidence polish (else None)."""
-        if self.hparams.polish_objective != "evidence" or self.current_epoch < self.adam_epochs:
+        polished = self.hparams.polish_epochs > 0 and self.current_epoch > self.adam_epochs
+        if self.hparams.polish_objective != "evidence" or not polished:
             return None
         std = math.exp(-0.5 * self.log_noise_precision.item())
         return [std * float(s) for s in self.net.output_scaling.scale]

@@ -85,3 +85,9 @@ def test_evidence_stays_finite_on_collinear_features_and_exact_targets():
     )
     assert torch.isfinite(objective) and torch.all(torch.isfinite(mean))
     np.testing.assert_allclose((design @ mean).numpy(), targets.numpy(), rtol=1e-6)
+
+
+def test_no_noise_estimate_without_an_evidence_polish(tmp_path):
+    X = np.random.default_rng(1).uniform(-1, 1, (100, 2))
+    fitted = surrogates.fit(X, X[:, 0] ** 2, output_dir=tmp_path, overrides=[*FAST, "model.polish_epochs=0", "logger=none"])
+    assert "estimated_noise_std" not in fitted.info["summary"]
