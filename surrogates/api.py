@@ -38,6 +38,8 @@ def fit(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     output_dir: str | Path | None = None,
+    lower: Sequence[float] | None = None,
+    upper: Sequence[float] | None = None,
 ) -> Surrogate:
     """Fit a smooth MLP surrogate to samples, with the same configs as ``surrogates-train``.
 
@@ -51,12 +53,16 @@ def fit(
         output_names: Optional m output names (default y0, …).
         output_dir: Where to keep the run's files (surrogate, summary, checkpoints, logs);
             by default they go to a temporary folder that is deleted afterwards.
+        lower: Optional (d,) lower corner of the box the inputs come from: the surrogate's
+            domain of trust (extrapolation warnings, critical-point search). Default: the
+            inputs' bounding box.
+        upper: Optional (d,) upper corner, given together with ``lower``.
 
     Returns:
         The fitted :class:`~surrogates.surrogate.Surrogate`; ``s.info["summary"]`` holds the fit metrics.
     """
     cfg = compose_config("train", ["data=arrays", *overrides])
-    source = ArraySource(X, y, gradients, input_names=input_names, output_names=output_names)
+    source = ArraySource(X, y, gradients, input_names=input_names, output_names=output_names, lower=lower, upper=upper)
     if output_dir is not None:
         return train(cfg, output_dir=output_dir, source=source).surrogate
     with tempfile.TemporaryDirectory(prefix="surrogates-fit-") as scratch:

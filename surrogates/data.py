@@ -215,6 +215,22 @@ class FunctionSource:
         )
 
 
+def evaluate_callable(function: Callable[[np.ndarray], Any], X: np.ndarray) -> np.ndarray:
+    """``function(X)`` as a float64 array of shape (N,) or (N, m), or a :class:`DataError`
+    naming the callable and the shape it returned."""
+    name = getattr(function, "__qualname__", repr(function))
+    raw = function(X)
+    if isinstance(raw, torch.Tensor):
+        raw = raw.detach().cpu().numpy()
+    y = np.asarray(raw, dtype=np.float64)
+    if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
+        raise DataError(
+            f"callable {name} returned shape {y.shape} for inputs of shape {X.shape}; "
+            f"expected ({X.shape[0]},) or ({X.shape[0]}, m)"
+        )
+    return y
+
+
 class CallableSource:
     """Samples of any Python function — a simulator, a black box — over a box.
 
@@ -254,17 +270,8 @@ class CallableSource:
     def load(self) -> Samples:
         rng = np.random.default_rng(self.seed)
         X = sample_box(self.n_samples, self.lower, self.upper, self.sampler, rng)
+        y, scalar = _as_2d_outputs(evaluate_callable(self.function, X))
         name = getattr(self.function, "__qualname__", repr(self.function))
-        raw = self.function(X)
-        if isinstance(raw, torch.Tensor):
-            raw = raw.detach().cpu().numpy()
-        y = np.asarray(raw, dtype=np.float64)
-        if y.ndim not in (1, 2) or y.shape[0] != X.shape[0]:
-            raise DataError(
-                f"callable {name} returned shape {y.shape} for inputs of shape {X.shape}; "
-                f"expected ({X.shape[0]},) or ({X.shape[0]}, m)"
-            )
-        y, scalar = _as_2d_outputs(y)
         return Samples(
             X=X,
             y=add_noise(y, self.noise, rng),
@@ -278,7 +285,11 @@ class CallableSource:
 
 
 class ArraySource:
-    """In-memory arrays (numpy or torch): X (N, d), y (N,) or (N, m), gradients (N, d) or (N, m, d)."""
+    """In-memory arrays (numpy or torch): X (N, d), y (N,) or (N, m), gradients (N, d) or (N, m, d).
+
+    ``lower``/``upper`` optionally give the box the inputs were drawn from (the surrogate's
+    domain of trust); by default it is the inputs' bounding box.
+    """
 
     def __init__(
         self,
@@ -287,14 +298,32 @@ class ArraySource:
         gradients: Any | None = None,
         input_names: Sequence[str] | None = None,
         output_names: Sequence[str] | None = None,
+        lower: Sequence[float] | None = None,
+        upper: Sequence[float] | None = None,
     ):
+        if (lower is None) != (upper is None):
+            raise DataError("give both lower and upper for the input box, or neither")
         self.X, self.y, self.gradients = X, y, gradients
         self.input_names, self.output_names = input_names, output_names
+        self.lower, self.upper = lower, upper
 
     def load(self) -> Samples:
-        return _samples_from_arrays(
+        samples = _samples_from_arrays(
             self.X, self.y, self.gradients, self.input_names, self.output_names, origin="arrays"
         )
+        if self.lower is not None:
+            lower = np.asarray(self.lower, dtype=np.float64)
+            upper = np.asarray(self.upper, dtype=np.float64)
+            if lower.shape != (samples.in_dim,) or upper.shape != (samples.in_dim,) or not np.all(upper > lower):
+                raise DataError(
+                    f"input box needs lower < upper, each of shape ({samples.in_dim},); "
+                    f"got lower {lower.tolist()} and upper {upper.tolist()}"
+                )
+            outside = np.nonzero(np.any((samples.X < lower) | (samples.X > upper), axis=1))[0]
+            if outside.size:
+                raise DataError(f"inputs at rows {_row_list(outside)} lie outside the given box [lower, upper]")
+            samples.lower, samples.upper = lower, upper
+        return samples
 
 
 def _to_numpy(array: Any, what: str, origin: str) -> np.ndarray:
