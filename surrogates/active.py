@@ -13,17 +13,23 @@ pile into a single hot spot (the disagreement is smooth, its top candidates are 
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 from scipy.spatial import cKDTree
 
-from surrogates.api import fit
-from surrogates.data import DataError, evaluate_callable, sample_box
+from surrogates.api import compose_config
+from surrogates.data import ArraySource, CallableSource, DataError, sample_box
+from surrogates.io import write_json
+from surrogates.metrics import derivative_errors, protocol_test_points
 from surrogates.surrogate import Surrogate
+from surrogates.training import SUMMARY_FILE, train
 
 
 @dataclass
@@ -31,6 +37,7 @@ class ActiveRound:
     """One fit of the active loop.
 
     Attributes:
+        surrogate: The ensemble fitted in this round.
         samples: Samples the ensemble was fitted to.
         fit_seconds: Wall time of the ensemble fit.
         median_score: Median Hessian disagreement s(x) over the candidate pool (None after
@@ -38,6 +45,7 @@ class ActiveRound:
         chosen_score: Median s(x) of the candidates picked for the next round.
     """
 
+    surrogate: Surrogate
     samples: int
     fit_seconds: float
     median_score: float | None = None
@@ -46,12 +54,14 @@ class ActiveRound:
 
 @dataclass
 class ActiveResult:
-    """What :func:`fit_active` returns: the final ensemble, every sample taken, and the rounds."""
+    """The final ensemble, every sample taken ((N, d) inputs; outputs (N,) for a scalar
+    function, else (N, m)), each round's record, and the last fit's summary."""
 
     surrogate: Surrogate
     X: np.ndarray
     y: np.ndarray
-    rounds: list[ActiveRound] = field(default_factory=list)
+    rounds: list[ActiveRound]
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
 def hessian_disagreement(surrogate: Surrogate, X: np.ndarray) -> np.ndarray:
@@ -91,6 +101,100 @@ def pick_spread_out(unit_candidates: np.ndarray, scores: np.ndarray, unit_sample
         radius *= 0.5
 
 
+def active_train(
+    cfg: DictConfig,
+    source: Any,
+    output_dir: str | Path,
+    rounds: int,
+    batch: int,
+    candidates_per_pick: int = 20,
+    log: Callable[[str], None] | None = print,
+) -> ActiveResult:
+    """The active loop on a composed ``train`` config and a box source.
+
+    Round 0 fits ``source.load()`` (its size, sampler and noise as configured); each of
+    ``rounds`` rounds scores ``candidates_per_pick × batch`` Sobol candidates by
+    :func:`hessian_disagreement`, asks ``source.evaluate`` for outputs at the ``batch`` picked
+    by :func:`pick_spread_out`, and refits on everything. The last fit is written to
+    ``output_dir`` itself, round r < rounds to ``output_dir/round<r>``.
+
+    Args:
+        cfg: A composed ``train`` config with ``ensemble.size`` ≥ 2; its data group's
+            settings (validation fraction, batch size) apply to every round.
+        source: A :class:`~surrogates.data.CallableSource` or
+            :class:`~surrogates.data.FunctionSource` (anything with ``load``, ``evaluate``,
+            ``lower``, ``upper``).
+        output_dir: The run folder.
+        rounds: Acquisition rounds.
+        batch: Samples added per round.
+        candidates_per_pick: Candidate pool size per sample added.
+        log: Called with one line per round (None: silent).
+
+    Returns:
+        :class:`ActiveResult`; its summary is the last fit's plus an ``active`` list of rounds.
+    """
+    size = int(OmegaConf.select(cfg, "ensemble.size", default=1))
+    for name, value, least in (("rounds", rounds, 0), ("batch", batch, 1), ("candidates_per_pick", candidates_per_pick, 1),
+                               ("ensemble.size", size, 2)):
+        if int(value) != value or value < least:
+            raise ValueError(f"active sampling: {name} must be an integer >= {least}, got {value!r}")
+    if not (hasattr(source, "evaluate") and hasattr(source, "lower")):
+        raise ValueError(
+            f"active sampling needs a data source it can call for new points (data=callable or a test function), "
+            f"got {type(source).__name__}"
+        )
+    first = source.load()
+    X, y, gradients = first.X, first.y, first.gradients
+    lower, upper = np.asarray(source.lower, dtype=np.float64), np.asarray(source.upper, dtype=np.float64)
+    width = upper - lower
+    rng = np.random.default_rng([int(cfg.seed), 1])
+    history: list[ActiveRound] = []
+    output_dir = Path(output_dir)
+    for round_index in range(rounds + 1):
+        arrays = ArraySource(
+            X, y[:, 0] if first.scalar_output else y,
+            None if gradients is None else (gradients[:, 0] if first.scalar_output else gradients),
+            input_names=first.input_names, output_names=first.output_names, lower=lower, upper=upper,
+        )
+        started = time.perf_counter()
+        result = train(cfg, output_dir if round_index == rounds else output_dir / f"round{round_index}", source=arrays)
+        record = ActiveRound(surrogate=result.surrogate, samples=len(X), fit_seconds=time.perf_counter() - started)
+        history.append(record)
+        message = ""
+        if round_index < rounds:
+            candidates = sample_box(candidates_per_pick * batch, lower, upper, "sobol", rng)
+            scores = hessian_disagreement(result.surrogate, candidates)
+            chosen = pick_spread_out((candidates - lower) / width, scores, (X - lower) / width, batch)
+            record.median_score, record.chosen_score = float(np.median(scores)), float(np.median(scores[chosen]))
+            y_new, gradients_new = source.evaluate(candidates[chosen])
+            if y_new.shape[1:] != y.shape[1:]:
+                raise DataError(
+                    f"{first.origin} returned outputs of shape {y_new.shape[1:]} per point in round "
+                    f"{round_index + 1}, {y.shape[1:]} before"
+                )
+            X, y = np.concatenate([X, candidates[chosen]]), np.concatenate([y, y_new])
+            if gradients is not None:
+                gradients = np.concatenate([gradients, gradients_new])
+            message = (f"; Hessian disagreement median {record.median_score:.3g} over {len(candidates)} "
+                       f"candidates, {record.chosen_score:.3g} at the {batch} picked")
+        if log is not None:
+            log(f"active round {round_index}/{rounds}: fitted {size} members to {record.samples} samples "
+                f"in {record.fit_seconds:.1f} s{message}")
+    if first.function is not None:  # a test function: report the final ensemble's derivative errors
+        test_points = protocol_test_points(first.function.lower, first.function.upper)
+        result.summary["derivatives"] = derivative_errors(result.surrogate, first.function, test_points)
+    result.summary["active"] = [
+        {"samples": r.samples, "fit_seconds": round(r.fit_seconds, 3), "median_score": r.median_score,
+         "chosen_score": r.chosen_score}
+        for r in history
+    ]
+    if result.writes_files:
+        write_json(output_dir / SUMMARY_FILE, result.summary)
+    return ActiveResult(
+        surrogate=result.surrogate, X=X, y=y[:, 0] if first.scalar_output else y, rounds=history, summary=result.summary
+    )
+
+
 def fit_active(
     function: Callable[[np.ndarray], Any],
     lower: Sequence[float],
@@ -107,10 +211,9 @@ def fit_active(
 ) -> ActiveResult:
     """Fit a surrogate ensemble to a black box, sampling where its Hessian is least certain.
 
-    Round 0 fits ``initial`` Sobol samples; each of ``rounds`` rounds then scores
-    ``candidates_per_pick × batch`` fresh Sobol candidates by :func:`hessian_disagreement`,
-    evaluates ``function`` at ``batch`` of the highest-scoring ones (:func:`pick_spread_out`)
-    and refits on everything. Total evaluations: ``initial + rounds × batch``.
+    ``initial`` Sobol samples first, then ``rounds`` rounds of ``batch`` samples each where
+    the ensemble disagrees most about the Hessian (:func:`active_train`). Total evaluations
+    of ``function``: ``initial + rounds × batch``.
 
     Args:
         function: The black box: (N, d) float64 numpy inputs → (N,) or (N, m) outputs.
@@ -123,48 +226,18 @@ def fit_active(
             surrogate is this ensemble, so queries can ``return_std``.
         candidates_per_pick: Candidate pool size per sample added.
         overrides: Hydra overrides for every fit (as :func:`surrogates.fit`).
-        seed: Seeds the Sobol scrambles and the fits.
-        output_dir: Optional folder; round r's fit goes to ``output_dir/round<r>``.
+        seed: Seeds the designs and the fits.
+        output_dir: Optional run folder (see :func:`active_train`); by default a temporary
+            folder that is deleted afterwards.
         log: Called with one line per round (None: silent).
 
     Returns:
         :class:`ActiveResult` with the final ensemble, all samples, and per-round records.
     """
-    lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
-    for name, value, least in (("initial", initial, 1), ("batch", batch, 1), ("rounds", rounds, 0),
-                               ("ensemble_size", ensemble_size, 2), ("candidates_per_pick", candidates_per_pick, 1)):
-        if int(value) != value or value < least:
-            raise ValueError(f"fit_active: {name} must be an integer >= {least}, got {value!r}")
-    rng = np.random.default_rng(seed)
-    X = sample_box(initial, lower, upper, "sobol", rng)
-    y = evaluate_callable(function, X)
-    width = upper - lower
-    history: list[ActiveRound] = []
-    for round_index in range(rounds + 1):
-        started = time.perf_counter()
-        surrogate = fit(
-            X, y,
-            overrides=[f"ensemble.size={ensemble_size}", f"seed={seed}", *overrides],
-            output_dir=None if output_dir is None else Path(output_dir) / f"round{round_index}",
-            lower=lower, upper=upper,
-        )
-        record = ActiveRound(samples=len(X), fit_seconds=time.perf_counter() - started)
-        history.append(record)
-        if round_index == rounds:
-            message = ""
-        else:
-            candidates = sample_box(candidates_per_pick * batch, lower, upper, "sobol", rng)
-            scores = hessian_disagreement(surrogate, candidates)
-            chosen = pick_spread_out((candidates - lower) / width, scores, (X - lower) / width, batch)
-            record.median_score, record.chosen_score = float(np.median(scores)), float(np.median(scores[chosen]))
-            X_new = candidates[chosen]
-            y_new = evaluate_callable(function, X_new)
-            if y_new.shape[1:] != y.shape[1:]:
-                raise DataError(f"the black box returned outputs of shape {y_new.shape[1:]} in round {round_index + 1}, {y.shape[1:]} before")
-            X, y = np.concatenate([X, X_new]), np.concatenate([y, y_new])
-            message = (f"; Hessian disagreement median {record.median_score:.3g} over {len(candidates)} "
-                       f"candidates, {record.chosen_score:.3g} at the {batch} picked")
-        if log is not None:
-            log(f"active round {round_index}/{rounds}: fitted {ensemble_size} members to {record.samples} samples "
-                f"in {record.fit_seconds:.1f} s{message}")
-    return ActiveResult(surrogate=surrogate, X=X, y=y, rounds=history)
+    if int(initial) != initial or initial < 1:
+        raise ValueError(f"fit_active: initial must be a positive integer, got {initial!r}")
+    cfg = compose_config("train", ["data=arrays", f"ensemble.size={ensemble_size}", f"seed={seed}", *overrides])
+    source = CallableSource(function, lower, upper, n_samples=initial, sampler="sobol", seed=seed)
+    with contextlib.ExitStack() as stack:
+        folder = output_dir if output_dir is not None else stack.enter_context(tempfile.TemporaryDirectory(prefix="surrogates-active-"))
+        return active_train(cfg, source, folder, rounds, batch, candidates_per_pick, log)

@@ -130,16 +130,6 @@ def sample_box(
     return lower + unit * (upper - lower)
 
 
-def add_noise(y: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Add Gaussian noise with std = ``noise`` · (std of each output over the samples)."""
-    if noise < 0:
-        raise DataError(f"noise must be a non-negative fraction of the output spread, got {noise}")
-    if noise == 0:
-        return y
-    spread = y.std(axis=0, keepdims=True)
-    return y + rng.normal(size=y.shape) * noise * spread
-
-
 def _names(names: Sequence[str] | None, prefix: str, count: int, what: str) -> list[str]:
     if names is None:
         return [f"{prefix}{i}" for i in range(count)]
@@ -158,7 +148,57 @@ def _as_2d_outputs(y: np.ndarray) -> tuple[np.ndarray, bool]:
 # --------------------------------------------------------------------------- sources
 
 
-class FunctionSource:
+class _BoxSource:
+    """A function sampled over a box: the first design from ``load()``, more points from
+    ``evaluate(X)`` (how active sampling asks for them).
+
+    Noise has std = ``noise`` × (std of each output over the first design), fixed from then
+    on, and is drawn from the same generator as the first design's inputs.
+    """
+
+    lower: np.ndarray
+    upper: np.ndarray
+    n_samples: int
+    sampler: str
+    noise: float
+    seed: int
+
+    def _outputs(self, X: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray | None]:
+        """(y as (N, m), whether the function is scalar, exact gradients (N, m, d) or None)."""
+        raise NotImplementedError
+
+    def _describe(self, samples: Samples) -> Samples:
+        raise NotImplementedError
+
+    def load(self) -> Samples:
+        if self.noise < 0:
+            raise DataError(f"noise must be a non-negative fraction of the output spread, got {self.noise}")
+        self._rng = np.random.default_rng(self.seed)
+        X = sample_box(self.n_samples, self.lower, self.upper, self.sampler, self._rng)
+        y, scalar, gradients = self._outputs(X)
+        self._spread = y.std(axis=0, keepdims=True)
+        samples = Samples(
+            X=X,
+            y=self._noisy(y),
+            gradients=gradients,
+            scalar_output=scalar,
+            lower=self.lower,
+            upper=self.upper,
+        )
+        return self._describe(samples)
+
+    def _noisy(self, y: np.ndarray) -> np.ndarray:
+        return y + self._rng.normal(size=y.shape) * self.noise * self._spread if self.noise else y
+
+    def evaluate(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Outputs (N, m), with the first design's noise level, and gradients (or None) at ``X``."""
+        if not hasattr(self, "_rng"):
+            raise RuntimeError("call load() before evaluate(): the noise level comes from the first design")
+        y, _, gradients = self._outputs(np.asarray(X, dtype=np.float64))
+        return self._noisy(y), gradients
+
+
+class FunctionSource(_BoxSource):
     """Samples of an analytic test function from :mod:`surrogates.functions`.
 
     Args:
@@ -193,26 +233,20 @@ class FunctionSource:
         self.lower = np.asarray(self.function.lower if lower is None else lower, dtype=np.float64)
         self.upper = np.asarray(self.function.upper if upper is None else upper, dtype=np.float64)
 
-    def load(self) -> Samples:
-        rng = np.random.default_rng(self.seed)
-        X = sample_box(self.n_samples, self.lower, self.upper, self.sampler, rng)
+    def _outputs(self, X: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray | None]:
         y, scalar = _as_2d_outputs(np.asarray(self.function.value(X), dtype=np.float64))
         gradients = None
         if self.with_gradients:
             gradients = np.asarray(self.function.gradient(X) if scalar else self.function.jacobian(X), dtype=np.float64)
             gradients = gradients.reshape(X.shape[0], y.shape[1], X.shape[1])
-        return Samples(
-            X=X,
-            y=add_noise(y, self.noise, rng),
-            gradients=gradients,
-            input_names=_names(None, "x", X.shape[1], "input"),
-            output_names=_names(None, "y", y.shape[1], "output"),
-            scalar_output=scalar,
-            origin=f"function {self.function.name}",
-            function=self.function,
-            lower=self.lower,
-            upper=self.upper,
-        )
+        return y, scalar, gradients
+
+    def _describe(self, samples: Samples) -> Samples:
+        samples.input_names = _names(None, "x", samples.in_dim, "input")
+        samples.output_names = _names(None, "y", samples.out_dim, "output")
+        samples.origin = f"function {self.function.name}"
+        samples.function = self.function
+        return samples
 
 
 def evaluate_callable(function: Callable[[np.ndarray], Any], X: np.ndarray) -> np.ndarray:
@@ -231,7 +265,7 @@ def evaluate_callable(function: Callable[[np.ndarray], Any], X: np.ndarray) -> n
     return y
 
 
-class CallableSource:
+class CallableSource(_BoxSource):
     """Samples of any Python function — a simulator, a black box — over a box.
 
     Args:
@@ -267,21 +301,15 @@ class CallableSource:
         self.n_samples, self.sampler, self.noise, self.seed = n_samples, sampler, noise, seed
         self.input_names, self.output_names = input_names, output_names
 
-    def load(self) -> Samples:
-        rng = np.random.default_rng(self.seed)
-        X = sample_box(self.n_samples, self.lower, self.upper, self.sampler, rng)
+    def _outputs(self, X: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray | None]:
         y, scalar = _as_2d_outputs(evaluate_callable(self.function, X))
-        name = getattr(self.function, "__qualname__", repr(self.function))
-        return Samples(
-            X=X,
-            y=add_noise(y, self.noise, rng),
-            input_names=_names(self.input_names, "x", X.shape[1], "input"),
-            output_names=_names(self.output_names, "y", y.shape[1], "output"),
-            scalar_output=scalar,
-            origin=f"callable {name}",
-            lower=self.lower,
-            upper=self.upper,
-        )
+        return y, scalar, None
+
+    def _describe(self, samples: Samples) -> Samples:
+        samples.input_names = _names(self.input_names, "x", samples.in_dim, "input")
+        samples.output_names = _names(self.output_names, "y", samples.out_dim, "output")
+        samples.origin = f"callable {getattr(self.function, '__qualname__', repr(self.function))}"
+        return samples
 
 
 class ArraySource:

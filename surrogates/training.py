@@ -36,11 +36,13 @@ CONFIG_FILE = "config.yaml"
 
 @dataclass
 class TrainResult:
-    """What a training run produced."""
+    """What a training run produced; ``writes_files`` is False in the extra processes of a
+    multi-process strategy, which must leave the files to global rank 0."""
 
     surrogate: Surrogate
     summary: dict[str, Any]
     output_dir: Path
+    writes_files: bool = True
 
 
 def _instantiate_all(group: DictConfig | None, **kwargs: Any) -> list[Any]:
@@ -242,7 +244,7 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
     }
     if writer:
         write_json(output_dir / SUMMARY_FILE, summary)
-    return TrainResult(surrogate=surrogate, summary=summary, output_dir=output_dir)
+    return TrainResult(surrogate=surrogate, summary=summary, output_dir=output_dir, writes_files=writer)
 
 
 def load_or_train(checkpoint: str | Path | None, output_dir: str | Path, overrides: Sequence[str] = ()) -> Surrogate:
@@ -285,6 +287,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"  derivative error vs exact (median relative, {derivatives['test_points']} test points): " + ", ".join(parts))
         if "laplacian_abs" in derivatives:
             lines.append(f"  laplacian absolute error (median): {derivatives['laplacian_abs']['median']:.3g}")
+    active = summary.get("active")
+    if active:
+        sizes = " → ".join(str(r["samples"]) for r in active)
+        lines.append(f"  active sampling: {len(active) - 1} rounds, samples {sizes} (summary.json: active)")
     lines.append(f"  surrogate: {summary['files']['surrogate']}")
     lines.append(f"  summary:   {summary['files']['summary']}")
     return "\n".join(lines)

@@ -72,6 +72,7 @@ def test_active_loop_spends_the_budget_where_the_curvature_is():
     assert result.X.shape == (300, 2) and result.y.shape == (300,)
     np.testing.assert_array_equal(result.y, bump(result.X))
     assert [r.samples for r in result.rounds] == [200, 300]
+    assert result.rounds[-1].surrogate is result.surrogate
     assert result.surrogate.ensemble_size == 3
     np.testing.assert_array_equal(result.surrogate.lower, [-1, -1])
     first = result.rounds[0]
@@ -82,7 +83,7 @@ def test_active_loop_spends_the_budget_where_the_curvature_is():
 
 
 def test_bad_settings_and_a_misbehaving_black_box_are_named():
-    with pytest.raises(ValueError, match="ensemble_size must be an integer >= 2"):
+    with pytest.raises(ValueError, match="ensemble.size must be an integer >= 2"):
         fit_active(bump, [-1, -1], [1, 1], ensemble_size=1)
     with pytest.raises(DataError, match=r"returned shape \(7, 3, 2\)"):
         fit_active(lambda X: np.zeros((len(X), 3, 2)), [-1, -1], [1, 1], initial=7, log=None)
@@ -97,3 +98,30 @@ def test_fit_checks_the_box_it_is_given():
         surrogates.fit(X, X[:, 0], lower=[-1, -1], overrides=QUIET)
     with pytest.raises(DataError, match=r"shape \(2,\)"):
         surrogates.fit(X, X[:, 0], lower=[-2, -2, -2], upper=[2, 2, 2], overrides=QUIET)
+
+
+def test_train_command_samples_a_test_function_actively(compose_config, tmp_path, capsys):
+    from surrogates.cli.train import run
+
+    cfg = compose_config("train", [
+        *QUIET, "data.source.n_samples=100", "data.source.noise=0.01", "ensemble.size=2",
+        "active.rounds=2", "active.batch=30",
+    ])
+    summary = run(cfg, str(tmp_path))
+    assert [r["samples"] for r in summary["active"]] == [100, 130, 160]
+    assert summary["samples"]["train"] + summary["samples"]["validation"] == 160
+    assert summary["derivatives"]["hessian"]["median"] > 0  # the final ensemble against quartic's exact Hessian
+    on_disk = surrogates.load(tmp_path / "surrogate.safetensors")
+    assert on_disk.ensemble_size == 2 and on_disk.info["samples"] == 160
+    assert sorted(p.name for p in tmp_path.glob("round*")) == ["round0", "round1"]
+    assert "active sampling: 2 rounds, samples 100 → 130 → 160" in capsys.readouterr().out
+
+
+def test_active_sampling_needs_a_source_it_can_call(compose_config, tmp_path):
+    from surrogates.cli.train import run
+
+    npz = tmp_path / "d.npz"
+    np.savez(npz, X=np.zeros((10, 2)), y=np.zeros(10))
+    cfg = compose_config("train", [*QUIET, "data=npz", f"data.source.path={npz}", "ensemble.size=2", "active.rounds=1"])
+    with pytest.raises(ValueError, match="data=callable or a test function"):
+        run(cfg, str(tmp_path / "run"))

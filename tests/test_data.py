@@ -251,3 +251,20 @@ def test_bootstrap_split_resamples_training_rows_and_keeps_validation_apart():
     assert set(dm.train_rows) <= set(plain_train)
     assert len(set(dm.train_rows)) < plain_train.size  # drawn with replacement: repeats
     np.testing.assert_allclose(dm.output_stats.mean, dm.samples.y[dm.train_rows].mean(0))
+
+
+def test_later_points_get_the_first_designs_noise_level():
+    """Active sampling asks a source for more points; their noise must not depend on how many."""
+    source = FunctionSource("quartic", n_samples=4000, noise=0.05, seed=3)
+    first = source.load()
+    level = 0.05 * source.function.value(first.X).std()
+    X = np.random.default_rng(0).uniform(-2, 2, (4000, 2))
+    y, gradients = source.evaluate(X)
+    assert y.shape == (4000, 1) and gradients is None
+    residual = y[:, 0] - source.function.value(X)
+    assert abs(residual.std() / level - 1) < 0.05
+    few, _ = source.evaluate(X[:3])  # three points: the std of three outputs would be a different level
+    assert np.abs(few[:, 0] - source.function.value(X[:3])).max() < 5 * level
+
+    with pytest.raises(RuntimeError, match="call load"):
+        CallableSource(lambda X: X[:, 0], lower=[0, 0], upper=[1, 1]).evaluate(X)

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from surrogates.active import active_train
 from surrogates.cli.common import reported_errors, set_threads
 from surrogates.training import format_summary, train
 
 
 def run(cfg: DictConfig, output_dir: str) -> dict:
-    """Train, print a short summary and the output folder, return the summary."""
-    result = train(cfg, output_dir=output_dir)
+    """Train (actively sampling when ``active.rounds`` > 0), print a short summary and the
+    output folder, return the summary."""
+    rounds = int(OmegaConf.select(cfg, "active.rounds", default=0))
+    if rounds > 0:
+        summary = active_train(
+            cfg, instantiate(cfg.data.source), output_dir, rounds=rounds, batch=cfg.active.batch,
+            candidates_per_pick=cfg.active.candidates_per_pick, log=rank_zero_only(print),
+        ).summary
+    else:
+        summary = train(cfg, output_dir=output_dir).summary
     if rank_zero_only.rank == 0:  # under DDP every process gets here; one report is enough
-        print(format_summary(result.summary))
-        print(f"outputs in {result.output_dir}")
-    return result.summary
+        print(format_summary(summary))
+        print(f"outputs in {output_dir}")
+    return summary
 
 
 @hydra.main(version_base="1.3", config_path="pkg://surrogates.configs", config_name="train")
