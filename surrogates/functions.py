@@ -646,6 +646,46 @@ class SumOfSines(TestFunction):
         return out
 
 
+class Bump(TestFunction):
+    """f(x) = exp(−‖x − c‖² / (2s²)), c = (0.3, …, 0.3), s = 0.15, on [-1, 1]^d.
+
+    All its curvature sits in one small region, the case where sampling by the surrogate's
+    uncertainty (:mod:`surrogates.active`) should beat a uniform design.
+    """
+
+    name = "bump"
+    default_dim = 2
+    centre = 0.3
+    spread = 0.15
+
+    def __init__(self, dim: int = 2) -> None:
+        super().__init__(_check_dim(dim), -1.0, 1.0)
+
+    @property
+    def params(self):
+        return {"dim": self.dim}
+
+    def _scaled_offset(self, X):
+        return (X - self.centre) / self.spread**2
+
+    def _value(self, X):
+        return torch.exp(-((X - self.centre) ** 2).sum(-1) / (2 * self.spread**2))
+
+    def _gradient(self, X):
+        return -self._scaled_offset(X) * self._value(X)[..., None]
+
+    def _hessian(self, X):
+        u = self._scaled_offset(X)
+        identity = torch.eye(self.dim, dtype=X.dtype, device=X.device) / self.spread**2
+        return self._value(X)[..., None, None] * (u[..., :, None] * u[..., None, :] - identity)
+
+    def _laplacian(self, X):
+        return self._value(X) * ((self._scaled_offset(X) ** 2).sum(-1) - self.dim / self.spread**2)
+
+    def critical_points(self):
+        return [(np.full(self.dim, self.centre), "maximum")]
+
+
 class ConvexSines(TestFunction):
     """f(x) = ½ xᵀQx + bᵀx + 0.1·Σ sin(3xᵢ), Q = I + 0.5·BBᵀ/d, on [-1, 1]^d; strictly convex.
 
@@ -740,6 +780,7 @@ FUNCTIONS: dict[str, Callable[..., TestFunction]] = {
     "quadratic": Quadratic,
     "sum_of_sines": SumOfSines,
     "convex_sines": ConvexSines,
+    "bump": Bump,
 }
 
 _FIXED_DIMS = {"quad2": 2, "quartic": 2, "sincos": 2, "mixed10": 10, "vec2": 2, "cubic": 2}

@@ -125,3 +125,43 @@ def test_active_sampling_needs_a_source_it_can_call(compose_config, tmp_path):
     cfg = compose_config("train", [*QUIET, "data=npz", f"data.source.path={npz}", "ensemble.size=2", "active.rounds=1"])
     with pytest.raises(ValueError, match="data=callable or a test function"):
         run(cfg, str(tmp_path / "run"))
+
+
+# ------------------------------------------------------------------ zooming in on critical points
+
+
+def test_refine_samples_a_clipped_box_around_each_point_and_finds_the_minimum_there():
+    from surrogates.active import refine_critical_points
+
+    centre = np.array([0.2, -0.3])
+    calls = []
+
+    def bowl(X):
+        calls.append(X.copy())
+        return ((X - centre) ** 2 * [1.0, 3.0]).sum(axis=1)
+
+    starts = [np.array([0.25, -0.25]), np.array([0.95, -0.95])]
+    zooms = refine_critical_points(bowl, starts, [-1, -1], [1, 1], radius=0.1, samples=300,
+                                   overrides=["logger=none", "trainer.enable_progress_bar=false", "trainer.max_epochs=130"],
+                                   starts=16, log=None)
+    near, corner = zooms
+    np.testing.assert_allclose(near.lower, [0.05, -0.45])
+    np.testing.assert_allclose(near.upper, [0.45, -0.05])
+    np.testing.assert_allclose(corner.lower, [0.75, -1.0])  # clipped to the domain
+    np.testing.assert_allclose(corner.upper, [1.0, -0.75])
+    assert [len(X) for X in calls] == [300, 300]
+    assert np.all((calls[0] >= near.lower) & (calls[0] <= near.upper))
+    assert near.point.kind == "minimum" and np.linalg.norm(near.point.x - centre) < 1e-3
+    np.testing.assert_allclose(near.point.eigenvalues, [2.0, 6.0], rtol=0.02)
+    assert corner.point is None  # the bowl's only critical point is far from that corner
+
+
+def test_refine_rejects_bad_requests():
+    from surrogates.active import refine_critical_points
+
+    with pytest.raises(ValueError, match="radius must be in"):
+        refine_critical_points(bump, [np.zeros(2)], [-1, -1], [1, 1], radius=0.0)
+    with pytest.raises(ValueError, match="point 0 has shape"):
+        refine_critical_points(bump, [np.zeros(3)], [-1, -1], [1, 1])
+    with pytest.raises(DataError, match="scalar function"):
+        refine_critical_points(lambda X: np.ones((len(X), 2)), [np.zeros(2)], [-1, -1], [1, 1], samples=8)

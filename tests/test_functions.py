@@ -11,7 +11,7 @@ from torch.func import jacrev, vmap
 
 from surrogates.functions import FUNCTIONS, TestFunction, get_function
 
-N_DIM_FAMILIES = ("rosenbrock", "quadratic", "sum_of_sines", "convex_sines")
+N_DIM_FAMILIES = ("rosenbrock", "quadratic", "sum_of_sines", "convex_sines", "bump")
 
 # Every registered function; the N-dimensional families at two dimensions.
 CASES = [
