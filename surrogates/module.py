@@ -192,7 +192,8 @@ class SurrogateModule(L.LightningModule):
                 self.net.head.weight.copy_(mean[:-1].T)
                 self.net.head.bias.copy_(mean[-1])
             if self.hparams.prior_weight > 0:
-                # identical in every process: DDP's gradient average keeps it once
+                # identical in every process: DDP's gradient average keeps it once. The learned α,
+                # not the evidence's Cholesky floor: the floor is numerics for A, not a prior.
                 squares = sum(torch.sum(layer.weight.to(torch.float64) ** 2) for layer in self.net.hidden)
                 rows = objective.new_tensor(float(design.shape[0]))
                 objective = objective + 0.5 * self.hparams.prior_weight * self.log_prior_precision.exp() * squares / sum_over_processes(rows)

@@ -236,6 +236,29 @@ def test_cli_run_trains_without_checkpoint_then_reads_one(compose_config, tmp_pa
     assert f"outputs in {tmp_path / 'run'}" in capsys.readouterr().out
 
 
+def test_cli_refines_each_point_on_the_black_box(compose_config, tmp_path):
+    from surrogates.cli.critical import run
+
+    listed = ",".join(f"'{o}'" for o in [*FAST, "logger=none", "data=quad2"])
+    local = ",".join(f"'{o}'" for o in ["logger=none", "trainer.enable_progress_bar=false", "trainer.max_epochs=130"])
+    cfg = compose_config("critical", [
+        f"train_overrides=[{listed}]", "search.starts=32", "figures=false",
+        "refine.function=quad2", "refine.samples=300", "refine.starts=16", f"refine.train_overrides=[{local}]",
+    ])
+    document = run(cfg, tmp_path)
+    inside = [p for p in document["points"] if p["in_domain"]]
+    assert inside and len(document["refined"]) == len(inside)
+    for start, zoom in zip(inside, document["refined"]):
+        assert zoom["start"] == start["x"]
+        assert all(lo >= -2 and hi <= 2 for lo, hi in zip(zoom["lower"], zoom["upper"]))
+    minima = [z["point"] for z in document["refined"] if z["point"] and z["point"]["kind"] == "minimum"]
+    assert minima, document["refined"]
+    # quad2 = x² + 2y²: the local fit gets the exact curvature even when the quick global fit does not
+    np.testing.assert_allclose(minima[0]["eigenvalues"], [2.0, 4.0], rtol=0.02)
+    assert np.linalg.norm(minima[0]["x"]) < 0.01
+    assert json.loads((tmp_path / "critical_points.json").read_text())["refined"] == json.loads(json.dumps(document["refined"]))
+
+
 # ------------------------------------------------------------------ fitted surrogates (slow)
 
 #: Fit budget for the slow tests: the package defaults (3000 epochs, L-BFGS polish), no logs.

@@ -3,25 +3,38 @@
 Writes ``critical_points.json``, ``critical_points.csv`` and figures into the run folder,
 prints a table of the points and the folder. Without ``checkpoint`` it first fits the
 default surrogate (the ``train`` config with ``train_overrides``) into ``<run folder>/train``.
+With ``refine.function`` (the black box) each in-domain point is zoomed in on
+(:func:`surrogates.active.refine_critical_points`); the JSON then has a ``refined`` list.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from surrogates.active import refine_critical_points
 from surrogates.cli.common import reported_errors, set_threads
 from surrogates.critical import CriticalPointReport, find_critical_points
 from surrogates.critical_plots import write_figures
+from surrogates.functions import FUNCTIONS, get_function
 from surrogates.io import write_json
 from surrogates.training import SURROGATE_FILE, load_or_train
 
 JSON_FILE = "critical_points.json"
 CSV_FILE = "critical_points.csv"
+
+
+def black_box(spec: str, dim: int) -> Callable:
+    """A registered test function's name, or a dotted import path, as a numpy callable."""
+    if spec in FUNCTIONS:
+        return get_function(spec, dim=dim).value
+    from hydra.utils import get_method
+
+    return get_method(spec)
 
 
 def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
@@ -56,8 +69,19 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         **report.to_dict(),
         "files": {name: str(path) for name, path in files.items()},
     }
-    write_json(files["json"], document)
     print(report.table())
+    if cfg.refine.function:
+        zooms = refine_critical_points(
+            black_box(cfg.refine.function, surrogate.in_dim), report.in_domain(), surrogate.lower, surrogate.upper,
+            radius=cfg.refine.radius, samples=cfg.refine.samples, starts=cfg.refine.starts,
+            overrides=OmegaConf.to_container(cfg.refine.train_overrides, resolve=True), seed=cfg.search.seed,
+        )
+        document["refined"] = [
+            {"start": z.start.tolist(), "lower": z.lower.tolist(), "upper": z.upper.tolist(),
+             "point": None if z.point is None else z.point.to_dict()}
+            for z in zooms
+        ]
+    write_json(files["json"], document)
     print(f"outputs in {output_dir}")
     return document
 
