@@ -59,13 +59,15 @@ class ActiveRound:
 @dataclass
 class ActiveResult:
     """The final ensemble, every sample taken ((N, d) inputs; outputs (N,) for a scalar
-    function, else (N, m)), each round's record, and the last fit's summary."""
+    function, else (N, m); gradient samples (N, m, d) when the source gives them), each
+    round's record, and the last fit's summary."""
 
     surrogate: Surrogate
     X: np.ndarray
     y: np.ndarray
     rounds: list[ActiveRound]
     summary: dict[str, Any] = field(default_factory=dict)
+    gradients: np.ndarray | None = None
 
 
 def hessian_disagreement(surrogate: Surrogate, X: np.ndarray) -> np.ndarray:
@@ -195,7 +197,8 @@ def active_train(
     if result.writes_files:
         write_json(output_dir / SUMMARY_FILE, result.summary)
     return ActiveResult(
-        surrogate=result.surrogate, X=X, y=y[:, 0] if first.scalar_output else y, rounds=history, summary=result.summary
+        surrogate=result.surrogate, X=X, y=y[:, 0] if first.scalar_output else y, rounds=history,
+        summary=result.summary, gradients=gradients,
     )
 
 

@@ -117,6 +117,19 @@ def test_train_command_samples_a_test_function_actively(compose_config, tmp_path
     assert "active sampling: 2 rounds, samples 100 → 130 → 160" in capsys.readouterr().out
 
 
+def test_gradient_samples_of_later_rounds_are_kept(compose_config, tmp_path):
+    from surrogates.active import active_train
+    from surrogates.data import FunctionSource
+
+    cfg = compose_config("train", [*QUIET, "ensemble.size=2"])
+    source = FunctionSource("quad2", n_samples=60, with_gradients=True)
+    result = active_train(cfg, source, tmp_path, rounds=1, batch=20, log=None)
+    assert result.X.shape == (80, 2) and result.y.shape == (80,)
+    np.testing.assert_allclose(result.y, source.function.value(result.X), rtol=1e-12)
+    np.testing.assert_allclose(result.gradients[:, 0], source.function.gradient(result.X), rtol=1e-12)
+    assert result.summary["samples"]["train"] + result.summary["samples"]["validation"] == 80
+
+
 def test_active_sampling_needs_a_source_it_can_call(compose_config, tmp_path):
     from surrogates.cli.train import run
 
