@@ -417,8 +417,43 @@ def ensemble_calibration(surrogate: Any, function: Any, X: np.ndarray) -> dict[s
             # the factor the std would need for 95 % coverage at ±1 "std" (1.96 when Gaussian-calibrated)
             "error_over_std_q95": float(np.quantile(err / std, 0.95)) if err.size else None,
             "entries": int(err.size),
+            # reliability curve: fraction of entries with |error| <= k std, k in COVERAGE_MULTIPLES
+            "coverage": [float(np.mean(err <= k * std)) for k in COVERAGE_MULTIPLES],
         }
     return out
+
+
+#: Multiples k of the ensemble std at which the reliability curve is evaluated.
+COVERAGE_MULTIPLES = np.linspace(0.0, 4.0, 33)
+
+
+def plot_calibration(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Reliability curves of every ensemble row: the fraction of derivative entries whose error
+    lies within k ensemble std, against k, next to what a Gaussian spread would give (erf(k/√2))."""
+    rows = [r for r in rows if r.get("calibration") and "error" not in r["calibration"]]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gaussian = [math.erf(k / math.sqrt(2)) for k in COVERAGE_MULTIPLES]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for axis, name, title in zip(axes, ("first_derivatives", "hessian"), ("gradient / Jacobian entries", "Hessian entries")):
+        axis.plot(COVERAGE_MULTIPLES, gaussian, "k--", label="calibrated (Gaussian)")
+        for row in rows:
+            label = f"{row['function']} noise {row['noise']:g} {row['method']} (K={row['calibration']['members']})"
+            axis.plot(COVERAGE_MULTIPLES, row["calibration"][name]["coverage"], label=label)
+        axis.axvline(2.0, color="grey", linewidth=0.5)
+        axis.set(title=title, xlabel="k (multiples of the ensemble std)", xlim=(0, 4), ylim=(0, 1))
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("fraction of test entries with |error| ≤ k·std")
+    axes[1].legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
 
 
 def evaluate(fitted: Fitted, samples: Samples, test_points: np.ndarray) -> tuple[dict[str, Any], float, float]:
@@ -691,6 +726,9 @@ def main(argv: list[str] | None = None) -> int:
           "fit cpu s = process CPU time; query s = all derivative queries on the test points")
     out.write_text(json.dumps(result, indent=1, default=_json_default))
     print(f"wrote {out}")
+    figure = plot_calibration(result["rows"], out.with_name(out.stem + "_calibration.png"))
+    if figure:
+        print(f"wrote {figure} (ensemble reliability curves)")
     return 0
 
 
