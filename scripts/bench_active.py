@@ -152,25 +152,30 @@ COLUMNS = (
 )
 
 
+def _pct(fraction: float) -> str:
+    return f"{100 * fraction:.3g}%"
+
+
 def format_report(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'arm':8s} {'samples':>7s} " + " ".join(f"{header:>17s}" for _, header, _ in COLUMNS) + f" {'fit s':>7s}"]
     for r in sorted(rows, key=lambda r: (r["samples"], r["arm"])):
-        lines.append(f"{r['arm']:8s} {r['samples']:7d} " + " ".join(f"{r[key]:17.3%}" for key, _, _ in COLUMNS)
+        lines.append(f"{r['arm']:8s} {r['samples']:7d} " + " ".join(f"{_pct(r[key]):>17s}" for key, _, _ in COLUMNS)
                      + f" {r['fit_seconds']:7.0f}")
-    final = max((r for r in rows if r["arm"] == "active"), key=lambda r: r["samples"])
     uniform = [r for r in rows if r["arm"] == "uniform"]
     smallest = min(r["samples"] for r in uniform)
     for key, _, label in COLUMNS:
         if label is None:
             continue
-        needed = uniform_samples_for(final[key], uniform, key)
-        if needed is None:
-            verdict = "uniform sampling does not reach it within the sizes run"
-        elif needed == smallest:
-            verdict = f"uniform sampling is as good already at {smallest} samples (active sampling did not pay)"
-        else:
-            verdict = f"uniform sampling needs ~{needed:.0f} samples for it ({needed / final['samples']:.2f}x)"
-        lines.append(f"active, {final['samples']} samples, {label} {final[key]:.3%}: {verdict}")
+        lines.append(f"{label}: uniform samples needed for the error of each active round")
+        for active in sorted((r for r in rows if r["arm"] == "active" and r["samples"] > smallest), key=lambda r: r["samples"]):
+            needed = uniform_samples_for(active[key], uniform, key)
+            if needed is None:
+                verdict = "not reached by any uniform size run"
+            elif needed == smallest:
+                verdict = f"reached already at {smallest} (active sampling did not pay)"
+            else:
+                verdict = f"~{needed:.0f} ({needed / active['samples']:.2f}x)"
+            lines.append(f"  active {active['samples']:6d} samples, {_pct(active[key])}: {verdict}")
     return "\n".join(lines)
 
 
