@@ -4,6 +4,8 @@
     s = surrogates.fit(X, y)          # Lightning fit, Hydra configs
     s.gradient(X); s.hessian(X)       # exact autograd derivatives, in the data's units
     s.critical_points()               # minima, maxima, saddles, classified by Hessian eigenvalues
+    surrogates.fit_active(simulate, lower, upper)              # sample a black box where the Hessian is unsure
+    surrogates.refine_critical_points(simulate, points, lower, upper)  # zoom in: local fits
     s.save("model.safetensors"); s = surrogates.load("model.safetensors")
 
 Derivatives of any torch callable: :mod:`surrogates.calculus`. Loss landscapes of existing
@@ -11,6 +13,7 @@ networks: :mod:`surrogates.landscape`.
 """
 
 from surrogates import calculus
+from surrogates.active import fit_active, refine_critical_points
 from surrogates.api import fit
 from surrogates.critical import CriticalPoint, CriticalPointReport, find_critical_points
 from surrogates.data import DataError
@@ -18,6 +21,8 @@ from surrogates.surrogate import CheckpointError, ExtrapolationWarning, Surrogat
 
 __all__ = [
     "fit",
+    "fit_active",
+    "refine_critical_points",
     "load",
     "Surrogate",
     "CriticalPoint",
