@@ -32,6 +32,18 @@ from torch import Tensor
 #: Smallest prior precision relative to β · mean diag(ΦᵀΦ) (see :func:`last_layer_evidence`).
 RIDGE_FLOOR = 1e-12
 
+#: log α and log β are clamped to ±LOG_PRECISION_LIMIT before exponentiation. L-BFGS's line
+#: search probes far-out steps (log β = 2721 was seen polishing mixed10), where exp overflows
+#: to inf, A becomes NaN and its Cholesky factorisation fails; clamped, such a step just
+#: scores badly and the search backs off. e^±80 is far beyond any noise level a fit resolves.
+LOG_PRECISION_LIMIT = 80.0
+
+
+def bounded_precision(log_precision: Tensor) -> Tensor:
+    """exp(log_precision) with log_precision clamped to ±:data:`LOG_PRECISION_LIMIT`."""
+    return log_precision.clamp(-LOG_PRECISION_LIMIT, LOG_PRECISION_LIMIT).exp()
+
+
 #: Sums a tensor over all processes (identity in one process); must be autograd-aware.
 SumReduction = Callable[[Tensor], Tensor]
 
@@ -73,7 +85,7 @@ def last_layer_evidence(
     moment = sum_over_processes(design.T @ targets)
     total_rows = sum_over_processes(torch.tensor(float(rows), dtype=torch.float64, device=design.device))
 
-    alpha, beta = log_prior_precision.exp(), log_noise_precision.exp()
+    alpha, beta = bounded_precision(log_prior_precision), bounded_precision(log_noise_precision)
     # On exact data β grows without bound while the features are nearly collinear; flooring α at
     # RIDGE_FLOOR · β · mean diag(ΦᵀΦ) keeps cond(A) ≲ M / RIDGE_FLOOR, factorable in float64.
     alpha = torch.maximum(alpha, RIDGE_FLOOR * beta * torch.diagonal(gram).mean())
@@ -86,7 +98,7 @@ def last_layer_evidence(
     energy = 0.5 * beta * residual + 0.5 * alpha * torch.sum(mean**2)
     log_det = 2 * torch.sum(torch.log(torch.diagonal(cholesky)))
     log_evidence = (
-        outputs * (0.5 * size * torch.log(alpha) + 0.5 * total_rows * log_noise_precision - 0.5 * log_det
+        outputs * (0.5 * size * torch.log(alpha) + 0.5 * total_rows * torch.log(beta) - 0.5 * log_det
                    - 0.5 * total_rows * math.log(2 * math.pi))
         - energy
     )

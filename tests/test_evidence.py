@@ -87,6 +87,21 @@ def test_evidence_stays_finite_on_collinear_features_and_exact_targets():
     np.testing.assert_allclose((design @ mean).numpy(), targets.numpy(), rtol=1e-6)
 
 
+def test_evidence_is_finite_at_a_line_search_probe_far_out():
+    """L-BFGS probed log β = 2721, log α = −268 with features of 2.5e7 on mixed10: exp(2721)
+    is inf, and the Cholesky factorisation of a NaN matrix failed. The objective must instead
+    be finite there, and worse than at a sensible point, so the line search backs off."""
+    rng = np.random.default_rng(6)
+    design = torch.tensor(np.hstack([rng.standard_normal((200, 8)), np.ones((200, 1))]))
+    targets = design[:, :1] * 2.0 + 0.01 * torch.tensor(rng.standard_normal((200, 1)))
+    sensible, _ = last_layer_evidence(design, targets, torch.tensor(0.0, dtype=torch.float64),
+                                      torch.tensor(9.0, dtype=torch.float64))
+    far_out, mean = last_layer_evidence(2.5e7 * design, targets, torch.tensor(-268.0, dtype=torch.float64),
+                                        torch.tensor(2721.0, dtype=torch.float64))
+    assert torch.isfinite(far_out) and torch.all(torch.isfinite(mean))
+    assert far_out > sensible
+
+
 def test_no_noise_estimate_without_an_evidence_polish(tmp_path):
     X = np.random.default_rng(1).uniform(-1, 1, (100, 2))
     fitted = surrogates.fit(X, X[:, 0] ** 2, output_dir=tmp_path, overrides=[*FAST, "model.polish_epochs=0", "logger=none"])
