@@ -71,6 +71,13 @@ def test_model_instantiates_with_data_dimensions(compose_config):
     assert all(isinstance(v, (int, float, str, bool)) for v in module.hparams.values())
 
 
+@pytest.mark.parametrize("option", _options("model"))
+def test_every_model_option_instantiates(compose_config, option):
+    cfg = compose_config("train", [f"model={option}"])
+    module = instantiate(cfg.model, in_dim=2, out_dim=1)
+    assert module.net.depth == cfg.model.depth and module.net.width == cfg.model.width
+
+
 @pytest.mark.parametrize("option", _options("experiment") + _options("debug"))
 def test_experiment_and_debug_configs_compose(compose_config, option):
     group = "experiment" if (CONFIGS / "experiment" / f"{option}.yaml").exists() else "debug"
