@@ -39,9 +39,9 @@ RIDGE_FLOOR = 1e-12
 LOG_PRECISION_LIMIT = 80.0
 
 
-def bounded_precision(log_precision: Tensor) -> Tensor:
-    """exp(log_precision) with log_precision clamped to ±:data:`LOG_PRECISION_LIMIT`."""
-    return log_precision.clamp(-LOG_PRECISION_LIMIT, LOG_PRECISION_LIMIT).exp()
+def bounded_log_precision(log_precision: Tensor) -> Tensor:
+    """log_precision clamped to ±:data:`LOG_PRECISION_LIMIT` (the identity, bit for bit, inside)."""
+    return log_precision.clamp(-LOG_PRECISION_LIMIT, LOG_PRECISION_LIMIT)
 
 
 #: Sums a tensor over all processes (identity in one process); must be autograd-aware.
@@ -85,7 +85,8 @@ def last_layer_evidence(
     moment = sum_over_processes(design.T @ targets)
     total_rows = sum_over_processes(torch.tensor(float(rows), dtype=torch.float64, device=design.device))
 
-    alpha, beta = bounded_precision(log_prior_precision), bounded_precision(log_noise_precision)
+    log_beta = bounded_log_precision(log_noise_precision)
+    alpha, beta = bounded_log_precision(log_prior_precision).exp(), log_beta.exp()
     # On exact data β grows without bound while the features are nearly collinear; flooring α at
     # RIDGE_FLOOR · β · mean diag(ΦᵀΦ) keeps cond(A) ≲ M / RIDGE_FLOOR, factorable in float64.
     alpha = torch.maximum(alpha, RIDGE_FLOOR * beta * torch.diagonal(gram).mean())
@@ -98,7 +99,7 @@ def last_layer_evidence(
     energy = 0.5 * beta * residual + 0.5 * alpha * torch.sum(mean**2)
     log_det = 2 * torch.sum(torch.log(torch.diagonal(cholesky)))
     log_evidence = (
-        outputs * (0.5 * size * torch.log(alpha) + 0.5 * total_rows * torch.log(beta) - 0.5 * log_det
+        outputs * (0.5 * size * torch.log(alpha) + 0.5 * total_rows * log_beta - 0.5 * log_det
                    - 0.5 * total_rows * math.log(2 * math.pi))
         - energy
     )

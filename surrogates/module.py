@@ -35,7 +35,7 @@ import torch
 import torchmetrics
 from torch import Tensor
 
-from surrogates.evidence import bounded_precision, last_layer_evidence
+from surrogates.evidence import bounded_log_precision, last_layer_evidence
 from surrogates.model import MLP
 
 SCHEDULES = ("cosine", "constant")
@@ -196,7 +196,7 @@ class SurrogateModule(L.LightningModule):
                 # not the evidence's Cholesky floor: the floor is numerics for A, not a prior.
                 squares = sum(torch.sum(layer.weight.to(torch.float64) ** 2) for layer in self.net.hidden)
                 rows = objective.new_tensor(float(design.shape[0]))
-                alpha = bounded_precision(self.log_prior_precision)
+                alpha = bounded_log_precision(self.log_prior_precision).exp()
                 objective = objective + 0.5 * self.hparams.prior_weight * alpha * squares / sum_over_processes(rows)
             return objective
 
