@@ -316,7 +316,8 @@ class ArraySource:
     """In-memory arrays (numpy or torch): X (N, d), y (N,) or (N, m), gradients (N, d) or (N, m, d).
 
     ``lower``/``upper`` optionally give the box the inputs were drawn from (the surrogate's
-    domain of trust); by default it is the inputs' bounding box.
+    domain of trust); by default it is the inputs' bounding box. ``function``: the analytic
+    test function the arrays sample, if any (the fit then reports its derivative errors).
     """
 
     def __init__(
@@ -328,12 +329,14 @@ class ArraySource:
         output_names: Sequence[str] | None = None,
         lower: Sequence[float] | None = None,
         upper: Sequence[float] | None = None,
+        function: TestFunction | None = None,
     ):
         if (lower is None) != (upper is None):
             raise DataError("give both lower and upper for the input box, or neither")
         self.X, self.y, self.gradients = X, y, gradients
         self.input_names, self.output_names = input_names, output_names
         self.lower, self.upper = lower, upper
+        self.function = function
 
     def load(self) -> Samples:
         samples = _samples_from_arrays(
@@ -351,6 +354,7 @@ class ArraySource:
             if outside.size:
                 raise DataError(f"inputs at rows {_row_list(outside)} lie outside the given box [lower, upper]")
             samples.lower, samples.upper = lower, upper
+        samples.function = self.function
         return samples
 
 
