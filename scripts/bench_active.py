@@ -48,22 +48,6 @@ def _set_threads(threads: int) -> None:
         pass
 
 
-class NoisyBlackBox:
-    """A protocol function with Gaussian noise of std ``noise`` × (std of f over the box)."""
-
-    def __init__(self, name: str, noise: float, seed: int):
-        from surrogates.functions import get_function
-
-        self.function = get_function(name)
-        self.noise, self.rng = noise, np.random.default_rng(seed)
-        reference = np.random.default_rng(12345).uniform(self.function.lower, self.function.upper, (20000, self.function.dim))
-        self.scale = float(np.std(self.function.value(reference)))
-
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        y = np.asarray(self.function.value(X), dtype=np.float64)
-        return y + self.noise * self.scale * self.rng.standard_normal(y.shape) if self.noise else y
-
-
 def _errors(surrogate: Any, function: Any) -> dict[str, float]:
     """Per test set: the protocol's median relative Hessian error, and relative RMS errors
     sqrt(Σ‖ĝ − g‖² / Σ‖g‖²) and sqrt(Σ‖Ĥ − H‖²_F / Σ‖H‖²_F) — a whole-set measure that stays
@@ -81,24 +65,33 @@ def _errors(surrogate: Any, function: Any) -> dict[str, float]:
     return out
 
 
+def _source(args: argparse.Namespace, samples: int, seed: int) -> Any:
+    """The protocol function as a black box: a Sobol design, noise of ``args.noise`` × the
+    outputs' std over that design, and (for the active arm) more points at the same noise level."""
+    from surrogates.data import FunctionSource
+
+    return FunctionSource(args.function, n_samples=samples, sampler="sobol", noise=args.noise, seed=seed)
+
+
 def run_active(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The active chain; every round's ensemble is scored, so the curve has one row per size."""
+    import tempfile
     import warnings
 
-    from surrogates.active import fit_active
+    from surrogates.active import active_train
+    from surrogates.api import compose_config
 
     _set_threads(args.threads)
-    box = NoisyBlackBox(args.function, args.noise, args.seed)
-    result = fit_active(
-        box, box.function.lower, box.function.upper, initial=args.initial, batch=args.batch, rounds=args.rounds,
-        ensemble_size=args.ensemble, overrides=_overrides(args), seed=args.seed,
-        log=lambda line: print("  " + line, flush=True),
-    )
+    cfg = compose_config("train", ["data=arrays", f"ensemble.size={args.ensemble}", f"seed={args.seed}", *_overrides(args)])
+    source = _source(args, args.initial, args.seed)
+    with tempfile.TemporaryDirectory(prefix="bench-active-") as scratch:
+        result = active_train(cfg, source, scratch, rounds=args.rounds, batch=args.batch,
+                              log=lambda line: print("  " + line, flush=True))
     rows = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for record in result.rounds:
-            errors = _errors(record.surrogate, box.function)
+            errors = _errors(record.surrogate, source.function)
             rows.append({"arm": "active", "samples": record.samples, "fit_seconds": record.fit_seconds, **errors})
     return rows
 
@@ -107,20 +100,20 @@ def run_uniform(args: argparse.Namespace, samples: int) -> list[dict[str, Any]]:
     import warnings
 
     from surrogates.api import fit
-    from surrogates.data import sample_box
 
     _set_threads(args.threads)
-    box = NoisyBlackBox(args.function, args.noise, args.seed)
-    X = sample_box(samples, box.function.lower, box.function.upper, "sobol", np.random.default_rng(args.seed + 1))
+    source = _source(args, samples, args.seed + 1)
+    design = source.load()
     started = time.perf_counter()
     surrogate = fit(
-        X, box(X), overrides=[f"ensemble.size={args.ensemble}", f"seed={args.seed}", *_overrides(args)],
-        lower=box.function.lower, upper=box.function.upper,
+        design.X, design.y[:, 0] if design.scalar_output else design.y,
+        overrides=[f"ensemble.size={args.ensemble}", f"seed={args.seed}", *_overrides(args)],
+        lower=source.lower, upper=source.upper,
     )
     seconds = time.perf_counter() - started
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        row = {"arm": "uniform", "samples": samples, "fit_seconds": seconds, **_errors(surrogate, box.function)}
+        row = {"arm": "uniform", "samples": samples, "fit_seconds": seconds, **_errors(surrogate, source.function)}
     print(f"  uniform {samples:6d} samples: Hessian RMS {row['box_hessian_rms']:.3%} (box) in {seconds:.0f} s", flush=True)
     return [row]
 
@@ -182,7 +175,7 @@ def format_report(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--function", default="mixed10")
-    parser.add_argument("--noise", type=float, default=0.0, help="noise std as a fraction of f's std (default 0)")
+    parser.add_argument("--noise", type=float, default=0.0, help="noise std as a fraction of f's std over each first design (default 0)")
     parser.add_argument("--initial", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)

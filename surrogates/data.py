@@ -249,10 +249,14 @@ class FunctionSource(_BoxSource):
         return samples
 
 
+def _callable_name(function: Callable) -> str:
+    return getattr(function, "__qualname__", repr(function))
+
+
 def evaluate_callable(function: Callable[[np.ndarray], Any], X: np.ndarray) -> np.ndarray:
     """``function(X)`` as a float64 array of shape (N,) or (N, m), or a :class:`DataError`
     naming the callable and the shape it returned."""
-    name = getattr(function, "__qualname__", repr(function))
+    name = _callable_name(function)
     raw = function(X)
     if isinstance(raw, torch.Tensor):
         raw = raw.detach().cpu().numpy()
@@ -308,7 +312,7 @@ class CallableSource(_BoxSource):
     def _describe(self, samples: Samples) -> Samples:
         samples.input_names = _names(self.input_names, "x", samples.in_dim, "input")
         samples.output_names = _names(self.output_names, "y", samples.out_dim, "output")
-        samples.origin = f"callable {getattr(self.function, '__qualname__', repr(self.function))}"
+        samples.origin = f"callable {_callable_name(self.function)}"
         return samples
 
 
