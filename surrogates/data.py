@@ -805,6 +805,12 @@ class SurrogateDataModule(L.LightningDataModule):
             suits L-BFGS and small data).
         split_seed: Seed of the train/validation permutation.
         num_workers: DataLoader worker processes.
+
+    Attributes:
+        full_batch_from_epoch: Training epochs from this one on get the whole training set as one
+            batch whatever ``batch_size`` says (set by the trainer to where the L-BFGS polish
+            starts; ``None``: never). "Whole" is per process under a multi-process strategy: one
+            shard each, which the module weights back into the full-batch objective.
     """
 
     def __init__(
@@ -823,6 +829,7 @@ class SurrogateDataModule(L.LightningDataModule):
         self.source, self.val_fraction, self.batch_size = source, val_fraction, batch_size
         self.split_seed, self.num_workers = split_seed, num_workers
         self.samples: Samples | None = None
+        self.full_batch_from_epoch: int | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.samples is not None:
@@ -860,22 +867,36 @@ class SurrogateDataModule(L.LightningDataModule):
                     "more samples or a different split are needed"
                 )
 
-    def _loader(self, rows: np.ndarray, shuffle: bool) -> DataLoader:
-        size = len(rows) if self.batch_size is None else min(self.batch_size, len(rows))
+    def _loader(self, rows: np.ndarray, full_batch: bool) -> DataLoader:
+        if full_batch:
+            processes = self.trainer.world_size if self.trainer is not None else 1
+            size = math.ceil(len(rows) / processes)
+        else:
+            size = min(self.batch_size, len(rows))
         dataset = _RowBatches(self.samples, rows)
         return DataLoader(
             dataset,
-            sampler=_Batches(len(rows), size, shuffle),
+            sampler=_Batches(len(rows), size, shuffle=not full_batch),
             batch_size=None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
+    def _polishing(self) -> bool:
+        return (
+            self.full_batch_from_epoch is not None
+            and self.trainer is not None
+            and self.trainer.current_epoch >= self.full_batch_from_epoch
+        )
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_rows, shuffle=self.batch_size is not None)
+        # L-BFGS on a different mini-batch per step would pair curvature from different
+        # objectives, and the evidence polish would solve the output layer from the last
+        # batch alone (mixed10: 2048 of 18000 rows).
+        return self._loader(self.train_rows, full_batch=self.batch_size is None or self._polishing())
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_rows, shuffle=False) if len(self.val_rows) else []
+        return self._loader(self.val_rows, full_batch=self.batch_size is None) if len(self.val_rows) else []
 
 
 def read_points(path: str | Path, input_names: Sequence[str], key: str = "X") -> np.ndarray:

@@ -22,6 +22,14 @@ The polish objective (``polish_objective``):
   least-squares polish (quartic, 2000 samples: gradient error 0.0001 % against 0.4 %).
 * ``"mse"``: the same loss L as Adam, over all weights.
 
+Polish selection (``polish_patience`` > 0): after every L-BFGS epoch the standardised mean
+squared error on the validation rows is measured; the state with the lowest one is kept, and
+the polish stops once ``polish_patience`` epochs in a row brought no new lowest. On noisy data
+the evidence stops charging for complexity once the output layer is integrated out, so the
+hidden weights go on fitting the noise (mixed10, 1 % noise: Hessian error 1.52 % after 4
+polish epochs, 2.20 % after 30); the validation error turns up at that point. On exact data it
+keeps falling and nothing changes.
+
 Only primitives are saved as hyperparameters, so a Lightning checkpoint loads without Hydra.
 """
 
@@ -40,6 +48,37 @@ from surrogates.model import MLP
 
 SCHEDULES = ("cosine", "constant")
 POLISH_OBJECTIVES = ("evidence", "mse")
+
+
+class PolishSelection:
+    """The polish state with the lowest validation error so far, and how many epochs ago it was.
+
+    Attributes:
+        loss: Its validation error (``inf`` before the first offer).
+        epoch: The epoch that produced it (-1 before the first offer).
+        stale: Offers since the last new lowest.
+        state: A copy of the module's ``state_dict`` then (None before the first offer).
+    """
+
+    def __init__(self, loss: float = math.inf, epoch: int = -1, stale: int = 0, state: dict[str, Tensor] | None = None):
+        self.loss, self.epoch, self.stale, self.state = loss, epoch, stale, state
+
+    def offer(self, loss: float, epoch: int, state: dict[str, Tensor]) -> int:
+        """Keeps a copy of ``state`` if ``loss`` is a new lowest; returns the stale count."""
+        if loss < self.loss:
+            self.loss, self.epoch, self.stale = loss, epoch, 0
+            self.state = {name: tensor.detach().clone() for name, tensor in state.items()}
+        else:
+            self.stale += 1
+        return self.stale
+
+    def as_dict(self) -> dict:
+        """Plain floats, ints and tensors: loadable from a checkpoint with ``weights_only=True``."""
+        return {"loss": self.loss, "epoch": self.epoch, "stale": self.stale, "state": self.state}
+
+    @classmethod
+    def from_dict(cls, saved: dict | None) -> "PolishSelection":
+        return cls(**saved) if saved else cls()
 
 
 class SurrogateModule(L.LightningModule):
@@ -63,6 +102,9 @@ class SurrogateModule(L.LightningModule):
         polish_objective: ``"evidence"`` or ``"mse"`` (see the module docstring).
         prior_weight: Weight of the hidden weights' Gaussian penalty in the evidence polish,
             relative to the output layer's learned prior precision α (0: no penalty).
+        polish_patience: Polish epochs without a new lowest validation error before the polish
+            stops; the lowest-error state is kept (0: run every polish epoch, keep the last).
+            Needs the datamodule's validation rows (``data.val_fraction`` > 0).
     """
 
     def __init__(
@@ -82,11 +124,12 @@ class SurrogateModule(L.LightningModule):
         gradient_weight: float = 1.0,
         polish_objective: str = "evidence",
         prior_weight: float = 100.0,
+        polish_patience: int = 3,
     ):
         super().__init__()
         # a config typo (model.width=abc) must name the key, not fail deep inside torch
         for name, value in (("width", width), ("depth", depth), ("polish_epochs", polish_epochs),
-                            ("polish_iterations", polish_iterations)):
+                            ("polish_iterations", polish_iterations), ("polish_patience", polish_patience)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"model.{name} must be an integer, got {value!r}")
         for name, value in (("lr", lr), ("weight_decay", weight_decay), ("final_lr_fraction", final_lr_fraction),
@@ -105,6 +148,7 @@ class SurrogateModule(L.LightningModule):
             ("polish_epochs", polish_epochs),
             ("gradient_weight", gradient_weight),
             ("prior_weight", prior_weight),
+            ("polish_patience", polish_patience),
         ):
             if value < 0:
                 raise ValueError(f"{name} must be non-negative, got {value}")
@@ -120,6 +164,7 @@ class SurrogateModule(L.LightningModule):
         # torchmetrics reduces across batches and DDP processes correctly (R² needs global sums).
         self.val_rmse = torchmetrics.MeanSquaredError(squared=False)
         self.val_r2 = torchmetrics.R2Score(multioutput="uniform_average")
+        self.polish_selection = PolishSelection()
 
     # ------------------------------------------------------------------ loss
 
@@ -221,9 +266,13 @@ class SurrogateModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
 
+    def polish_start(self, max_epochs: int) -> int:
+        """The first L-BFGS epoch of a fit of ``max_epochs`` epochs (= the number of Adam epochs)."""
+        return max(int(max_epochs) - self.hparams.polish_epochs, 0)
+
     @property
     def adam_epochs(self) -> int:
-        return max(int(self.trainer.max_epochs) - self.hparams.polish_epochs, 0)
+        return self.polish_start(self.trainer.max_epochs)
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -304,6 +353,7 @@ class SurrogateModule(L.LightningModule):
             with torch.no_grad():
                 losses = {"total": evidence_loss(batch)}
             phase = 1.0
+            self._select_polish_state()
         else:
 
             def closure() -> Tensor:
@@ -317,6 +367,7 @@ class SurrogateModule(L.LightningModule):
 
             losses = {"total": lbfgs.step(closure)}
             phase = 1.0
+            self._select_polish_state()
         # already the all-process mean; sync_dist only states it (one reduction per epoch)
         # the evidence is a different quantity from the mean squared error: a key of its own
         evidence_phase = phase == 1.0 and self.hparams.polish_objective == "evidence"
@@ -325,14 +376,58 @@ class SurrogateModule(L.LightningModule):
         self.log("train/phase_lbfgs", phase, batch_size=size, on_step=False, on_epoch=True, sync_dist=True)
         return losses["total"].detach()
 
+    # ------------------------------------------------------------------ polish selection
+
+    @torch.no_grad()
+    def _polish_validation_loss(self) -> float | None:
+        """Mean squared standardised error over all validation rows (None without any).
+
+        Every process reads all rows itself (the loader is not sharded), so under DDP all
+        processes get the same number and take the same keep/stop decisions.
+        """
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not len(getattr(datamodule, "val_rows", ())):
+            return None
+        squares, count = 0.0, 0
+        for batch in datamodule.val_dataloader():
+            error = self._standardised_error(self.net(batch["x"].to(self.device, self.net.dtype)), batch["y"].to(self.device))
+            squares += float(torch.sum(error**2))
+            count += error.numel()
+        return squares / count
+
+    def _select_polish_state(self) -> None:
+        """After one polish step: keep the state if its validation error is the lowest; stop when stale."""
+        if self.hparams.polish_patience == 0:
+            return
+        loss = self._polish_validation_loss()
+        if loss is None:
+            return
+        # a float64 tensor: a Python float would be logged in float32, too coarse to tell epochs apart
+        self.log("polish/val_loss", torch.tensor(loss, dtype=torch.float64), on_step=False, on_epoch=True)
+        if self.polish_selection.offer(loss, self.current_epoch, self.state_dict()) >= self.hparams.polish_patience:
+            self.trainer.should_stop = True
+
+    def on_train_end(self) -> None:
+        if self.polish_selection.state is not None:
+            self.load_state_dict(self.polish_selection.state)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["polish_selection"] = self.polish_selection.as_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.polish_selection = PolishSelection.from_dict(checkpoint.get("polish_selection"))
+
     # ------------------------------------------------------------------ validation
+
+    def _standardised_error(self, prediction: Tensor, y: Tensor) -> Tensor:
+        return (prediction - y.to(prediction.dtype)) / self.net.output_scaling.scale
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         x = batch["x"].to(self.net.dtype)
         y = batch["y"].to(self.net.dtype)
         prediction = self.net(x)
         size = x.shape[0]
-        standardised_error = (prediction - y) / self.net.output_scaling.scale
+        standardised_error = self._standardised_error(prediction, y)
         # sync_dist: under DDP the checkpoint callback monitors the mean over all processes
         self.log("val/loss", torch.mean(standardised_error**2), batch_size=size, prog_bar=True, sync_dist=True)
         self.val_rmse.update(prediction.flatten(), y.flatten())

@@ -7,7 +7,6 @@ plain ``DictConfig`` (no Hydra runtime needed), so tests compose configs and cal
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass
@@ -108,30 +107,30 @@ def _fit_member(cfg: DictConfig, datamodule: SurrogateDataModule, seed: int) -> 
         torch.as_tensor(x_stats.mean), torch.as_tensor(x_stats.std),
         torch.as_tensor(y_stats.mean), torch.as_tensor(y_stats.std),
     )
+    polish_start = module.polish_start(cfg.trainer.max_epochs)
+    polish = module.hparams.polish_epochs > 0 and datamodule.batch_size is not None
+    # mini-batch Adam, then full-batch L-BFGS. The loader is rebuilt every epoch (cheap: the rows are
+    # in memory) rather than every polish_start epochs, because Lightning counts that period from
+    # the epoch a resumed run starts at.
+    datamodule.full_batch_from_epoch = polish_start if polish else None
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=_instantiate_all(cfg.get("callbacks")),
         logger=_instantiate_all(cfg.get("logger")) or False,
         default_root_dir=cfg.paths.output_dir,
+        reload_dataloaders_every_n_epochs=1 if polish else 0,
     )
-    full_batch = datamodule.batch_size is None
-    if full_batch and trainer.world_size > 1:
-        # Full batch under DDP: one shard of the training rows per process (the module weights
-        # the shards so the all-reduced gradient is the full-batch gradient).
-        datamodule.batch_size = math.ceil(len(datamodule.train_rows) / trainer.world_size)
     started = time.perf_counter()
-    try:
-        # Checkpoints are untrusted input: resuming never unpickles arbitrary objects.
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-    finally:
-        if full_batch:
-            datamodule.batch_size = None
+    # Checkpoints are untrusted input: resuming never unpickles arbitrary objects.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     report = {
         "seed": seed,
         "epochs": int(trainer.current_epoch),
         "fit_seconds": round(time.perf_counter() - started, 3),
         "processes": int(trainer.world_size),
     }
+    if module.polish_selection.epoch >= 0:
+        report["polish_kept_epoch"] = module.polish_selection.epoch
     noise_std = module.estimated_noise_std()
     if noise_std is not None:
         report["estimated_noise_std"] = dict(zip(datamodule.samples.output_names, noise_std))
@@ -227,8 +226,9 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
         "train": first["train"],
         "validation": first["validation"],
     }
-    if "estimated_noise_std" in first:
-        summary["estimated_noise_std"] = first["estimated_noise_std"]
+    for key in ("estimated_noise_std", "polish_kept_epoch"):
+        if key in first:
+            summary[key] = first[key]
     if size > 1:
         summary["members"] = member_reports
     if samples.function is not None:
@@ -274,6 +274,9 @@ def format_summary(summary: dict[str, Any]) -> str:
             r2 = ", ".join(f"{k}={v:.6f}" for k, v in metrics["r2"].items())
             rmse = ", ".join(f"{k}={v:.3g}" for k, v in metrics["rmse"].items())
             lines.append(f"  {split:<10} R² {r2}   RMSE {rmse}   ({metrics['points']} points)")
+    if "polish_kept_epoch" in summary:
+        lines.append(f"  L-BFGS polish: kept the state after epoch {summary['polish_kept_epoch'] + 1}, "
+                     "the lowest validation error")
     noise = summary.get("estimated_noise_std")
     if noise:
         lines.append("  noise std estimated by the evidence fit: " + ", ".join(f"{k}={v:.3g}" for k, v in noise.items()))

@@ -156,6 +156,10 @@ def wrong_type_model_width(t):
     return "train", ["model.width=abc"], r"model\.width must be an integer, got 'abc'"
 
 
+def negative_polish_patience(t):
+    return "train", ["model.polish_patience=-1"], r"polish_patience must be non-negative, got -1"
+
+
 def resume_checkpoint_missing(t):
     return "train", [f"ckpt_path={t / 'nothere.ckpt'}"], r"ckpt_path\) .*nothere\.ckpt does not exist"
 
@@ -209,7 +213,7 @@ TWO_LINES = (query_checkpoint_other_model_shape,)
 CASES = [nan_outputs, inf_inputs_csv, length_mismatch_x_y, length_mismatch_gradients, one_d_inputs, two_d_outputs_3d,
          empty_file, truncated_npy, csv_misspelled_output, csv_missing_input_column, csv_non_numeric_output,
          constant_input, constant_output, huge_magnitudes, unknown_config_key, unknown_group_option,
-         wrong_type_model_width, resume_checkpoint_missing, query_checkpoint_missing, query_checkpoint_truncated,
+         wrong_type_model_width, negative_polish_patience, resume_checkpoint_missing, query_checkpoint_missing, query_checkpoint_truncated,
          query_checkpoint_not_a_checkpoint, query_checkpoint_other_model_shape, query_points_wrong_dimension,
          query_points_nan]
 

@@ -269,3 +269,110 @@ def test_interrupted_run_resumes_to_the_same_result(compose_config, tmp_path):
     X = np.random.default_rng(6).uniform(-2, 2, (40, 2))
     np.testing.assert_allclose(resumed.surrogate.predict(X), straight.surrogate.predict(X), rtol=1e-9, atol=1e-12)
     assert resumed.summary["validation"]["rmse"] == pytest.approx(straight.summary["validation"]["rmse"], rel=1e-9)
+
+
+class BatchSizes(L.Callback):
+    """Records the training batch sizes of every epoch in a class-level log (Hydra builds the instance)."""
+
+    seen: dict[int, list[int]] = {}
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        BatchSizes.seen.setdefault(trainer.current_epoch, []).append(int(batch["x"].shape[0]))
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_polish_epochs_see_the_whole_training_set_in_one_batch(compose_config, tmp_path, resumed):
+    """Adam runs in mini-batches; L-BFGS must see all rows at once, also in a run resumed before the polish."""
+    common = ["data.batch_size=500", "+callbacks.sizes._target_=test_train.BatchSizes"]  # 1800 rows: 4 batches
+    BatchSizes.seen = {}
+    if resumed:
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            _train(compose_config, tmp_path, [*common, "+callbacks.crash._target_=test_train.CrashAt", "+callbacks.crash.epoch=28"])
+        BatchSizes.seen = {}
+        _train(compose_config, tmp_path / "resumed", [*common, f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}"])
+        assert min(BatchSizes.seen) == 20  # resumed from the checkpoint after epoch 19, in the Adam phase
+    else:
+        _train(compose_config, tmp_path, common)
+        for epoch in range(28):  # debug=fast: 30 epochs, the last 2 are L-BFGS
+            assert BatchSizes.seen[epoch] == [500, 500, 500, 300], epoch
+    for epoch in (28, 29):
+        if epoch in BatchSizes.seen:
+            assert BatchSizes.seen[epoch] == [1800], epoch
+
+
+def test_polish_selection_keeps_the_lowest_and_counts_stale_offers():
+    from surrogates.module import PolishSelection
+
+    weights = torch.zeros(3)
+    selection = PolishSelection()
+    assert selection.offer(2.0, epoch=10, state={"w": weights}) == 0
+    weights += 1  # the kept state is a copy, not the live tensor
+    assert selection.offer(1.0, epoch=11, state={"w": weights}) == 0
+    assert selection.offer(1.5, epoch=12, state={"w": weights * 5}) == 1
+    assert selection.offer(1.0, epoch=13, state={"w": weights * 7}) == 2  # a tie is no improvement
+    assert (selection.loss, selection.epoch, selection.stale) == (1.0, 11, 2)
+    torch.testing.assert_close(selection.state["w"], torch.ones(3))
+    restored = PolishSelection.from_dict(selection.as_dict())
+    assert (restored.loss, restored.epoch, restored.stale) == (1.0, 11, 2)
+
+
+class PolishLosses(L.Callback):
+    """Records the per-epoch polish validation loss and the validation rows (class-level log)."""
+
+    losses: dict[int, float] = {}
+    val_rows = None
+
+    def on_train_start(self, trainer, module):
+        PolishLosses.val_rows = trainer.datamodule.val_rows
+
+    def on_train_epoch_end(self, trainer, module):
+        if "polish/val_loss" in trainer.callback_metrics:
+            PolishLosses.losses[trainer.current_epoch] = float(trainer.callback_metrics["polish/val_loss"])
+
+
+# quartic with 5 % noise, 20 polish epochs of 10 L-BFGS iterations: overfits within the polish
+NOISY_POLISH = ["data.source.noise=0.05", "data.source.n_samples=400", "trainer.max_epochs=40", "model.polish_epochs=20",
+                "+callbacks.losses._target_=test_train.PolishLosses"]
+
+
+def test_polish_keeps_the_state_with_the_lowest_validation_error_and_stops_when_stale(compose_config, tmp_path):
+    PolishLosses.losses = {}
+    result = _train(compose_config, tmp_path, [*NOISY_POLISH, "model.polish_patience=3"])
+    losses = PolishLosses.losses
+    kept = min(losses, key=losses.get)
+    assert result.summary["polish_kept_epoch"] == kept
+    last = max(losses)
+    assert sorted(losses) == list(range(20, last + 1))
+    if last < 39:  # stopped early: exactly 3 epochs without a new lowest
+        assert last == kept + 3
+    # the surrogate holds the kept state: its validation error is the kept epoch's, not the last one's
+    net = result.surrogate.model
+    samples = surrogates.data.FunctionSource("quartic", n_samples=400, noise=0.05).load()
+    rows = PolishLosses.val_rows
+    with torch.no_grad():
+        prediction = net(torch.as_tensor(samples.X[rows], dtype=torch.float64))
+        error = (prediction - torch.as_tensor(samples.y[rows])) / net.output_scaling.scale
+    assert float(torch.mean(error**2)) == pytest.approx(losses[kept], rel=1e-10)
+    assert losses[last] > losses[kept]
+
+
+def test_polish_patience_zero_runs_every_polish_epoch_and_keeps_the_last(compose_config, tmp_path):
+    PolishLosses.losses = {}
+    result = _train(compose_config, tmp_path, [*NOISY_POLISH, "model.polish_patience=0"])
+    assert PolishLosses.losses == {} and "polish_kept_epoch" not in result.summary
+    assert result.summary["epochs"] == 40
+
+
+def test_run_resumed_mid_polish_keeps_the_same_state(compose_config, tmp_path):
+    """The selection is in the checkpoint: a run resumed after epoch 29 still knows the lowest of epochs 20-29."""
+    common = [*NOISY_POLISH, "model.polish_patience=100"]
+    PolishLosses.losses = {}
+    straight = _train(compose_config, tmp_path / "straight", common)
+    assert straight.summary["polish_kept_epoch"] < 29  # else the resume would not need the saved selection
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _train(compose_config, tmp_path / "crashed", [*common, "+callbacks.crash._target_=test_train.CrashAt", "+callbacks.crash.epoch=33"])
+    last = tmp_path / "crashed" / "checkpoints" / "last.ckpt"
+    resumed = _train(compose_config, tmp_path / "resumed", [*common, f"ckpt_path={last}"])
+    assert resumed.summary["polish_kept_epoch"] == straight.summary["polish_kept_epoch"]
+    X = np.random.default_rng(6).uniform(-2, 2, (40, 2))
+    np.testing.assert_allclose(resumed.surrogate.predict(X), straight.surrogate.predict(X), rtol=1e-9, atol=1e-12)
