@@ -22,15 +22,13 @@ The polish objective (``polish_objective``):
   least-squares polish (quartic, 2000 samples: gradient error 0.0001 % against 0.4 %).
 * ``"mse"``: the same loss L as Adam, over all weights.
 
-Polish selection (``polish_patience`` > 0): after every L-BFGS epoch the standardised mean
-squared error on the validation rows is measured; the state with the lowest one is kept, and
-the polish stops once ``polish_patience`` epochs in a row brought no new lowest. On noisy data
-the evidence stops charging for complexity once the output layer is integrated out, so the
-hidden weights go on fitting the noise (mixed10, 1 % noise: Hessian error 1.52 % after 4
-polish epochs, 2.20 % after 30); the validation error turns up at that point. On exact data it
-keeps falling and nothing changes.
-
-Only primitives are saved as hyperparameters, so a Lightning checkpoint loads without Hydra.
+Polish selection (``polish_patience`` > 0): after every L-BFGS epoch the validation rows'
+errors are measured; the lowest-error state is kept, and ``polish_patience`` epochs in a row
+that are significantly worse than it in a paired test stop the polish (:mod:`surrogates.selection`).
+On noisy data the evidence stops charging for complexity once the output layer is integrated
+out, so the hidden weights go on fitting the noise (mixed10, 1 % noise: Hessian error 1.52 %
+after 4 polish epochs, 2.20 % after 30); the validation error turns up at that point. Where it
+does not (exact data, the noisy 2-D protocol cases) every polish epoch runs.
 """
 
 from __future__ import annotations
@@ -45,40 +43,10 @@ from torch import Tensor
 
 from surrogates.evidence import bounded_log_precision, last_layer_evidence
 from surrogates.model import MLP
+from surrogates.selection import PolishSelection
 
 SCHEDULES = ("cosine", "constant")
 POLISH_OBJECTIVES = ("evidence", "mse")
-
-
-class PolishSelection:
-    """The polish state with the lowest validation error so far, and how many epochs ago it was.
-
-    Attributes:
-        loss: Its validation error (``inf`` before the first offer).
-        epoch: The epoch that produced it (-1 before the first offer).
-        stale: Offers since the last new lowest.
-        state: A copy of the module's ``state_dict`` then (None before the first offer).
-    """
-
-    def __init__(self, loss: float = math.inf, epoch: int = -1, stale: int = 0, state: dict[str, Tensor] | None = None):
-        self.loss, self.epoch, self.stale, self.state = loss, epoch, stale, state
-
-    def offer(self, loss: float, epoch: int, state: dict[str, Tensor]) -> int:
-        """Keeps a copy of ``state`` if ``loss`` is a new lowest; returns the stale count."""
-        if loss < self.loss:
-            self.loss, self.epoch, self.stale = loss, epoch, 0
-            self.state = {name: tensor.detach().clone() for name, tensor in state.items()}
-        else:
-            self.stale += 1
-        return self.stale
-
-    def as_dict(self) -> dict:
-        """Plain floats, ints and tensors: loadable from a checkpoint with ``weights_only=True``."""
-        return {"loss": self.loss, "epoch": self.epoch, "stale": self.stale, "state": self.state}
-
-    @classmethod
-    def from_dict(cls, saved: dict | None) -> "PolishSelection":
-        return cls(**saved) if saved else cls()
 
 
 class SurrogateModule(L.LightningModule):
@@ -102,8 +70,9 @@ class SurrogateModule(L.LightningModule):
         polish_objective: ``"evidence"`` or ``"mse"`` (see the module docstring).
         prior_weight: Weight of the hidden weights' Gaussian penalty in the evidence polish,
             relative to the output layer's learned prior precision α (0: no penalty).
-        polish_patience: Polish epochs without a new lowest validation error before the polish
-            stops; the lowest-error state is kept (0: run every polish epoch, keep the last).
+        polish_patience: Significantly worse polish epochs in a row (validation error, paired
+            test against the lowest so far; :mod:`surrogates.selection`) before the polish stops;
+            the lowest-error state is kept (0: run every polish epoch, keep the last).
             Needs the datamodule's validation rows (``data.val_fraction`` > 0).
     """
 
@@ -379,32 +348,30 @@ class SurrogateModule(L.LightningModule):
     # ------------------------------------------------------------------ polish selection
 
     @torch.no_grad()
-    def _polish_validation_loss(self) -> float | None:
-        """Mean squared standardised error over all validation rows (None without any).
+    def _polish_validation_errors(self) -> Tensor | None:
+        """Squared standardised error of every validation row, mean over outputs (None without rows).
 
         Every process reads all rows itself (the loader is not sharded), so under DDP all
-        processes get the same number and take the same keep/stop decisions.
+        processes get the same numbers and take the same keep/stop decisions.
         """
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not len(getattr(datamodule, "val_rows", ())):
             return None
-        squares, count = 0.0, 0
+        errors = []
         for batch in datamodule.val_dataloader():
-            error = self._standardised_error(self.net(batch["x"].to(self.device, self.net.dtype)), batch["y"].to(self.device))
-            squares += float(torch.sum(error**2))
-            count += error.numel()
-        return squares / count
+            prediction = self.net(batch["x"].to(self.device, self.net.dtype))
+            errors.append(torch.mean(self._standardised_error(prediction, batch["y"].to(self.device)) ** 2, dim=1))
+        return torch.cat(errors)
 
     def _select_polish_state(self) -> None:
-        """After one polish step: keep the state if its validation error is the lowest; stop when stale."""
+        """After one polish step: keep the state if lowest, else maybe count it stale; stop after polish_patience."""
         if self.hparams.polish_patience == 0:
             return
-        loss = self._polish_validation_loss()
-        if loss is None:
+        errors = self._polish_validation_errors()
+        if errors is None:
             return
-        # a float64 tensor: a Python float would be logged in float32, too coarse to tell epochs apart
-        self.log("polish/val_loss", torch.tensor(loss, dtype=torch.float64), on_step=False, on_epoch=True)
-        if self.polish_selection.offer(loss, self.current_epoch, self.state_dict()) >= self.hparams.polish_patience:
+        self.log("polish/val_loss", errors.mean(), on_step=False, on_epoch=True)
+        if self.polish_selection.offer(errors, self.current_epoch, self.state_dict()) >= self.hparams.polish_patience:
             self.trainer.should_stop = True
 
     def on_train_end(self) -> None:
