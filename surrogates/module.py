@@ -29,6 +29,8 @@ On noisy data the evidence stops charging for complexity once the output layer i
 out, so the hidden weights go on fitting the noise (mixed10, 1 % noise: Hessian error 1.52 %
 after 4 polish epochs, 2.20 % after 30); the validation error turns up at that point. Where it
 does not (exact data, the noisy 2-D protocol cases) every polish epoch runs.
+
+Only primitives are saved as hyperparameters, so a Lightning checkpoint loads without Hydra.
 """
 
 from __future__ import annotations

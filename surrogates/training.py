@@ -275,8 +275,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             rmse = ", ".join(f"{k}={v:.3g}" for k, v in metrics["rmse"].items())
             lines.append(f"  {split:<10} R² {r2}   RMSE {rmse}   ({metrics['points']} points)")
     if "polish_kept_epoch" in summary:
-        lines.append(f"  L-BFGS polish: kept the state after epoch {summary['polish_kept_epoch'] + 1}, "
-                     "the lowest validation error")
+        lines.append(f"  L-BFGS polish: kept the state after {summary['polish_kept_epoch'] + 1} of {summary['epochs']} "
+                     "epochs (the lowest validation error)")
     noise = summary.get("estimated_noise_std")
     if noise:
         lines.append("  noise std estimated by the evidence fit: " + ", ".join(f"{k}={v:.3g}" for k, v in noise.items()))
