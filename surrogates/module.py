@@ -324,7 +324,6 @@ class SurrogateModule(L.LightningModule):
             with torch.no_grad():
                 losses = {"total": evidence_loss(batch)}
             phase = 1.0
-            self._select_polish_state()
         else:
 
             def closure() -> Tensor:
@@ -338,6 +337,7 @@ class SurrogateModule(L.LightningModule):
 
             losses = {"total": lbfgs.step(closure)}
             phase = 1.0
+        if phase == 1.0:
             self._select_polish_state()
         # already the all-process mean; sync_dist only states it (one reduction per epoch)
         # the evidence is a different quantity from the mean squared error: a key of its own

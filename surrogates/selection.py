@@ -53,11 +53,6 @@ class PolishSelection:
     ):
         self.reference, self.epoch, self.stale, self.state = reference, epoch, stale, state
 
-    @property
-    def loss(self) -> float:
-        """The reference's mean validation error (``inf`` before the first offer)."""
-        return math.inf if self.reference is None else float(self.reference.mean())
-
     def offer(self, errors: Tensor, epoch: int, state: dict[str, Tensor]) -> int:
         """Judges a state by its per-row validation errors (n,); returns the stale count."""
         errors = errors.detach().to(torch.float64).flatten()
