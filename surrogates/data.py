@@ -830,6 +830,7 @@ class SurrogateDataModule(L.LightningDataModule):
         self.split_seed, self.num_workers = split_seed, num_workers
         self.samples: Samples | None = None
         self.full_batch_from_epoch: int | None = None
+        self._loaders: dict[tuple[str, bool, int], DataLoader] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.samples is not None:
@@ -852,6 +853,7 @@ class SurrogateDataModule(L.LightningDataModule):
         order = rng.permutation(samples.n_samples)
         n_val = int(round(self.val_fraction * samples.n_samples))
         self.val_rows, self.train_rows = np.sort(order[:n_val]), np.sort(order[n_val:])
+        self._loaders.clear()
         if bootstrap:
             self.train_rows = np.sort(rng.choice(self.train_rows, size=self.train_rows.size, replace=True))
         self.input_stats = column_stats(samples.X, self.train_rows)
@@ -867,20 +869,22 @@ class SurrogateDataModule(L.LightningDataModule):
                     "more samples or a different split are needed"
                 )
 
-    def _loader(self, rows: np.ndarray, full_batch: bool) -> DataLoader:
-        if full_batch:
-            processes = self.trainer.world_size if self.trainer is not None else 1
-            size = math.ceil(len(rows) / processes)
-        else:
-            size = min(self.batch_size, len(rows))
-        dataset = _RowBatches(self.samples, rows)
-        return DataLoader(
-            dataset,
-            sampler=_Batches(len(rows), size, shuffle=not full_batch),
-            batch_size=None,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+    def _loader(self, part: str, full_batch: bool) -> DataLoader:
+        # Lightning asks for the train loader every epoch (see train_dataloader); handing back the
+        # same object while the batching is unchanged keeps persistent workers alive.
+        processes = self.trainer.world_size if self.trainer is not None else 1
+        key = (part, full_batch, processes)
+        if key not in self._loaders:
+            rows = self.train_rows if part == "train" else self.val_rows
+            size = math.ceil(len(rows) / processes) if full_batch else min(self.batch_size, len(rows))
+            self._loaders[key] = DataLoader(
+                _RowBatches(self.samples, rows),
+                sampler=_Batches(len(rows), size, shuffle=not full_batch),
+                batch_size=None,
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+            )
+        return self._loaders[key]
 
     def _polishing(self) -> bool:
         return (
@@ -893,10 +897,10 @@ class SurrogateDataModule(L.LightningDataModule):
         # L-BFGS on a different mini-batch per step would pair curvature from different
         # objectives, and the evidence polish would solve the output layer from the last
         # batch alone (mixed10: 2048 of 18000 rows).
-        return self._loader(self.train_rows, full_batch=self.batch_size is None or self._polishing())
+        return self._loader("train", full_batch=self.batch_size is None or self._polishing())
 
     def val_dataloader(self) -> DataLoader | list:
-        return self._loader(self.val_rows, full_batch=self.batch_size is None) if len(self.val_rows) else []
+        return self._loader("validation", full_batch=self.batch_size is None) if len(self.val_rows) else []
 
 
 def read_points(path: str | Path, input_names: Sequence[str], key: str = "X") -> np.ndarray:

@@ -109,9 +109,9 @@ def _fit_member(cfg: DictConfig, datamodule: SurrogateDataModule, seed: int) -> 
     )
     polish_start = module.polish_start(cfg.trainer.max_epochs)
     polish = module.hparams.polish_epochs > 0 and datamodule.batch_size is not None
-    # mini-batch Adam, then full-batch L-BFGS. The loader is rebuilt every epoch (cheap: the rows are
-    # in memory) rather than every polish_start epochs, because Lightning counts that period from
-    # the epoch a resumed run starts at.
+    # mini-batch Adam, then full-batch L-BFGS. Lightning asks for the loader every epoch (the
+    # datamodule hands back the same one until the polish starts) rather than every polish_start
+    # epochs, because it counts that period from the epoch a resumed run starts at.
     datamodule.full_batch_from_epoch = polish_start if polish else None
     trainer: L.Trainer = instantiate(
         cfg.trainer,

@@ -223,6 +223,30 @@ def test_datamodule_splits_and_batches():
     np.testing.assert_allclose(batches[0]["y"].numpy(), f.value(batches[0]["x"].numpy()))
 
 
+def test_loaders_are_reused_until_the_batching_or_the_split_changes():
+    """Lightning asks for the train loader every epoch; a new loader would restart its workers."""
+    from types import SimpleNamespace
+
+    dm = SurrogateDataModule(FunctionSource("quartic", n_samples=100), val_fraction=0.2, batch_size=32)
+    dm.setup("fit")
+    dm.trainer = SimpleNamespace(current_epoch=0, world_size=1)
+    dm.full_batch_from_epoch = 3
+    adam, validation = dm.train_dataloader(), dm.val_dataloader()
+    assert dm.train_dataloader() is adam and dm.val_dataloader() is validation
+    assert [len(b["x"]) for b in adam] == [32, 32, 16]
+    dm.trainer.current_epoch = 3
+    polish = dm.train_dataloader()
+    assert polish is not adam and dm.train_dataloader() is polish
+    assert [len(b["x"]) for b in polish] == [80]
+    old_rows = np.sort(next(iter(polish))["x"].numpy()[:, 0])
+    dm.split(dm.split_seed + 1)
+    resplit = dm.train_dataloader()
+    assert resplit is not polish
+    new_rows = np.sort(next(iter(resplit))["x"].numpy()[:, 0])
+    np.testing.assert_array_equal(new_rows, np.sort(dm.samples.X[dm.train_rows, 0]))
+    assert not np.array_equal(new_rows, old_rows)
+
+
 @pytest.mark.parametrize("name", ["quartic", "vec2"])
 def test_function_source_with_gradients_feeds_exact_derivatives_to_the_batches(name):
     f = get_function(name)
