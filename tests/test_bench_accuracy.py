@@ -115,3 +115,28 @@ def test_protocol_samples_are_drawn_once_per_case(bench):
     np.testing.assert_array_equal(a.y, b.y)
     rng = np.random.default_rng(1)
     np.testing.assert_array_equal(a.X, rng.uniform(-2, 2, size=(50, 2)))
+
+
+def test_seeds_fit_each_surrogates_method_once_per_seed_and_summarise(bench, tmp_path, capsys):
+    out = tmp_path / "results.json"
+    code = bench.main(["--quick", "--functions", "quad2", "--noise", "0", "--methods", "tiny",
+                       "--preset", "tiny=model.width=8,model.depth=1", "--seeds", "3,4", "--out", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert [row["seed"] for row in rows] == [3, 4]
+    assert all("error" not in row for row in rows), [row.get("traceback") for row in rows]
+    gradients = [row["metrics"]["gradient"]["median"] for row in rows]
+    assert gradients[0] != gradients[1]  # different initialisations give different fits
+    (summary,) = result["over_seeds"]
+    assert (summary["method"], summary["seeds"]) == ("tiny", [3, 4])
+    assert summary["first_derivative"]["mean"] == pytest.approx(np.mean(gradients))
+    assert summary["first_derivative"]["min"] == min(gradients) and summary["first_derivative"]["max"] == max(gradients)
+    printed = capsys.readouterr().out
+    assert "tiny s3" in printed and "tiny s4" in printed and "over seeds [3, 4]" in printed
+
+
+@pytest.mark.parametrize("seeds", ["0,x", "1,1", ","])
+def test_bad_seed_lists_are_refused(bench, seeds):
+    with pytest.raises(SystemExit, match="--seeds"):
+        bench.main(["--quick", "--functions", "quad2", "--methods", "surrogates", "--seeds", seeds])
