@@ -36,9 +36,14 @@ from typing import Any
 import numpy as np
 
 
-def _set_threads(threads: int) -> None:
+def _prepare_worker(threads: int) -> None:
+    """Thread limits for this worker; Lightning's per-fit banners (accelerator lines, tips)
+    would otherwise fill the report, one set per member and round."""
+    import logging
+
     import torch
 
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     torch.set_num_threads(threads)
     try:
         from threadpoolctl import threadpool_limits
@@ -81,7 +86,7 @@ def run_active(args: argparse.Namespace) -> list[dict[str, Any]]:
     from surrogates.active import active_train
     from surrogates.api import compose_config
 
-    _set_threads(args.threads)
+    _prepare_worker(args.threads)
     cfg = compose_config("train", ["data=arrays", f"ensemble.size={args.ensemble}", f"seed={args.seed}", *_overrides(args)])
     source = _source(args, args.initial, args.seed)
     with tempfile.TemporaryDirectory(prefix="bench-active-") as scratch:
@@ -101,7 +106,7 @@ def run_uniform(args: argparse.Namespace, samples: int) -> list[dict[str, Any]]:
 
     from surrogates.api import fit
 
-    _set_threads(args.threads)
+    _prepare_worker(args.threads)
     source = _source(args, samples, args.seed + 1)
     design = source.load()
     started = time.perf_counter()
