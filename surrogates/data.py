@@ -871,10 +871,13 @@ class SurrogateDataModule(L.LightningDataModule):
 
     def _loader(self, part: str, full_batch: bool) -> DataLoader:
         # Lightning asks for the train loader every epoch (see train_dataloader); handing back the
-        # same object while the batching is unchanged keeps persistent workers alive.
+        # same object while the batching is unchanged keeps persistent workers alive. One loader
+        # per part: the Adam loader's workers must not idle on through the polish.
         processes = self.trainer.world_size if self.trainer is not None else 1
         key = (part, full_batch, processes)
         if key not in self._loaders:
+            for stale in [k for k in self._loaders if k[0] == part]:
+                del self._loaders[stale]
             rows = self.train_rows if part == "train" else self.val_rows
             size = math.ceil(len(rows) / processes) if full_batch else min(self.batch_size, len(rows))
             self._loaders[key] = DataLoader(
