@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
+from surrogates.lightning_warnings import lightning_internals_quiet
 from surrogates.surrogate import ExtrapolationWarning, Surrogate
 
 
@@ -151,7 +152,8 @@ def query(
     loader = DataLoader(
         dataset, sampler=BatchSampler(SequentialSampler(dataset), batch_size, drop_last=False), batch_size=None
     )
-    batches = trainer.predict(module, loader, return_predictions=True) or []
+    with lightning_internals_quiet():
+        batches = trainer.predict(module, loader, return_predictions=True) or []
     shards = [batches]
     if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
         # the process group outlives predict; every process receives every share

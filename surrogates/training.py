@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from surrogates.data import SurrogateDataModule, column_stats, read_rows
 from surrogates.io import write_json, write_with
+from surrogates.lightning_warnings import lightning_internals_quiet
 from surrogates.metrics import derivative_errors, protocol_test_points
 from surrogates.module import SurrogateModule
 from surrogates.surrogate import CheckpointError, Surrogate
@@ -122,7 +123,8 @@ def _fit_member(cfg: DictConfig, datamodule: SurrogateDataModule, seed: int) -> 
     )
     started = time.perf_counter()
     # Checkpoints are untrusted input: resuming never unpickles arbitrary objects.
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    with lightning_internals_quiet():
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     report = {
         "seed": seed,
         "epochs": int(trainer.current_epoch),

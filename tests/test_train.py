@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -108,6 +110,22 @@ def test_fit_api_with_gradients_and_vector_outputs(tmp_path):
     s = surrogates.fit(X, y, gradients=G, overrides=[*FAST, "model.gradient_weight=1.0"], output_names=["product", "sum"], output_dir=tmp_path)
     assert s.output_names == ["product", "sum"] and s.predict(X).shape == (200, 2)
     assert (tmp_path / SURROGATE_FILE).is_file()
+
+
+def test_fit_and_query_keep_lightning_internal_deprecations_out_of_the_output(linear_samples):
+    """Lightning's torch-pytree deprecation notice fired in every fit and query of a user's run."""
+    from surrogates.lightning_warnings import PYTREE_DEPRECATION
+    from surrogates.query import query
+
+    X, y = linear_samples
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitted = surrogates.fit(X, y, overrides=[*FAST, "trainer.enable_progress_bar=false"])
+        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, inference_mode=False,
+                            enable_progress_bar=False, enable_model_summary=False)
+        query(fitted, X[:8], ["gradient"], trainer=trainer)
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if re.match(PYTREE_DEPRECATION, m)], messages
 
 
 def test_fit_rejects_bad_arrays_before_training():
