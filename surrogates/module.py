@@ -82,8 +82,8 @@ class SurrogateModule(L.LightningModule):
         self,
         in_dim: int,
         out_dim: int,
-        width: int = 64,
-        depth: int = 3,
+        width: int = 96,
+        depth: int = 2,
         activation: str = "silu",
         dtype: str = "float64",
         lr: float = 3e-3,
@@ -94,7 +94,7 @@ class SurrogateModule(L.LightningModule):
         polish_iterations: int = 100,
         gradient_weight: float = 1.0,
         polish_objective: str = "evidence",
-        prior_weight: float = 100.0,
+        prior_weight: float = 1000.0,
         polish_patience: int = 3,
     ):
         super().__init__()

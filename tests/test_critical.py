@@ -334,9 +334,8 @@ def test_convex_10d_minimum_zoomed_in_has_eigenvalues_within_2_percent(record_pr
     """10-D convex_sines (unique minimum) as a black box: a global fit to 2000 samples finds the
     minimum, a local fit to 2000 samples around it gets the curvature.
 
-    One global surrogate in 10-D places the minimum well but its smallest eigenvalue (0.256) is
-    ~14 % off even from 2000 value+gradient samples (17 % from 5000); the local fit is what makes
-    2 % reachable.
+    One global surrogate in 10-D places the minimum well (~0.02 off) but its smallest eigenvalue
+    (0.256) ~13 % off (default model, 2000 samples); the local fit is what makes 2 % reachable.
     """
     from surrogates.active import refine_critical_points
 
