@@ -71,6 +71,21 @@ def test_model_instantiates_with_data_dimensions(compose_config):
     assert all(isinstance(v, (int, float, str, bool)) for v in module.hparams.values())
 
 
+def test_module_defaults_are_the_default_model_config(compose_config):
+    """SurrogateModule(...) built in Python must be the model that surrogates-train builds.
+
+    The defaults live in configs/model/mlp.yaml and in the constructor's signature; when the
+    default model changed (3x64 to 2x96) both had to change together.
+    """
+    import inspect
+
+    model = OmegaConf.to_container(compose_config("train").model)
+    model.pop("_target_")
+    signature = inspect.signature(SurrogateModule.__init__).parameters
+    defaults = {name: p.default for name, p in signature.items() if p.default is not inspect.Parameter.empty}
+    assert model == defaults
+
+
 @pytest.mark.parametrize("option", _options("model"))
 def test_every_model_option_instantiates(compose_config, option):
     cfg = compose_config("train", [f"model={option}"])
