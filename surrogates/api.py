@@ -40,6 +40,7 @@ def fit(
     output_dir: str | Path | None = None,
     lower: Sequence[float] | None = None,
     upper: Sequence[float] | None = None,
+    time_budget: float | None = None,
 ) -> Surrogate:
     """Fit a smooth MLP surrogate to samples, with the same configs as ``surrogates-train``.
 
@@ -57,11 +58,15 @@ def fit(
             domain of trust (extrapolation warnings, critical-point search). Default: the
             inputs' bounding box.
         upper: Optional (d,) upper corner, given together with ``lower``.
+        time_budget: Optional bound on the whole fit in seconds (``trainer.max_time``): the
+            Adam phase hands over to the L-BFGS polish at half of it, the polish stops when it
+            runs out, and the best state found so far is kept. Shared by an ensemble's members.
 
     Returns:
         The fitted :class:`~surrogates.surrogate.Surrogate`; ``s.info["summary"]`` holds the fit metrics.
     """
-    cfg = compose_config("train", ["data=arrays", *overrides])
+    budget = [] if time_budget is None else [f"trainer.max_time={float(time_budget)}"]
+    cfg = compose_config("train", ["data=arrays", *overrides, *budget])
     source = ArraySource(X, y, gradients, input_names=input_names, output_names=output_names, lower=lower, upper=upper)
     if output_dir is not None:
         return train(cfg, output_dir=output_dir, source=source).surrogate

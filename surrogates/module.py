@@ -8,8 +8,17 @@ the second (Sobolev, gradient-matching) term only when the batch carries gradien
 and ``gradient_weight`` λ > 0.
 
 Two optimisation phases, both inside one ``Trainer.fit``: Adam (with a learning-rate schedule)
-for the first ``max_epochs − polish_epochs`` epochs, then full-batch L-BFGS for the last
-``polish_epochs``. Adam stalls at a floor set by its learning rate; L-BFGS does not.
+for the first ``trainer.max_epochs − polish_epochs`` epochs, then full-batch L-BFGS for at most
+``polish_epochs`` epochs of ``polish_iterations`` iterations. Adam only has to bring the
+network into the basin the polish converges in (100 epochs do as well as 500: quartic, exact,
+gradient error 1.2e-6 either way); L-BFGS does not stall where Adam's learning rate sets a floor.
+
+When the polish stops (:mod:`surrogates.selection`): once an epoch improves the objective by
+less than ``polish_tolerance`` nats per training row (converged); after ``polish_patience``
+significantly worse validation epochs (fitting the noise); at ``trainer.max_epochs``; or when
+``trainer.max_time`` runs out. A time budget bounds the whole fit: the Adam phase hands over
+to the polish once half of it is used, and each polish epoch runs only as many iterations as
+the remaining time allows (estimated from the epochs before).
 
 The polish objective (``polish_objective``):
 
@@ -36,11 +45,13 @@ Only primitives are saved as hyperparameters, so a Lightning checkpoint loads wi
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable
 
 import lightning as L
 import torch
 import torchmetrics
+from lightning.pytorch.callbacks import Timer
 from torch import Tensor
 
 from surrogates.evidence import bounded_log_precision, last_layer_evidence
@@ -49,6 +60,9 @@ from surrogates.selection import PolishSelection
 
 SCHEDULES = ("cosine", "constant")
 POLISH_OBJECTIVES = ("evidence", "mse")
+
+#: Share of a time budget (``trainer.max_time``) after which the Adam phase hands over to the polish.
+ADAM_BUDGET_SHARE = 0.5
 
 
 class SurrogateModule(L.LightningModule):
@@ -76,6 +90,10 @@ class SurrogateModule(L.LightningModule):
             test against the lowest so far; :mod:`surrogates.selection`) before the polish stops;
             the lowest-error state is kept (0: run every polish epoch, keep the last).
             Needs the datamodule's validation rows (``data.val_fraction`` > 0).
+        polish_tolerance: The polish has converged, and stops, once an epoch improves its
+            objective by less than this many nats per training row (evidence; for ``"mse"``,
+            ½ log of the mean squared error, the Gaussian log-likelihood up to a constant).
+            Independent of the data's units. 0: never stop on this ground.
     """
 
     def __init__(
@@ -96,6 +114,7 @@ class SurrogateModule(L.LightningModule):
         polish_objective: str = "evidence",
         prior_weight: float = 1000.0,
         polish_patience: int = 3,
+        polish_tolerance: float = 0.1,
     ):
         super().__init__()
         # a config typo (model.width=abc) must name the key, not fail deep inside torch
@@ -104,7 +123,8 @@ class SurrogateModule(L.LightningModule):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"model.{name} must be an integer, got {value!r}")
         for name, value in (("lr", lr), ("weight_decay", weight_decay), ("final_lr_fraction", final_lr_fraction),
-                            ("gradient_weight", gradient_weight), ("prior_weight", prior_weight)):
+                            ("gradient_weight", gradient_weight), ("prior_weight", prior_weight),
+                            ("polish_tolerance", polish_tolerance)):
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ValueError(f"model.{name} must be a number, got {value!r}")
         if schedule not in SCHEDULES:
@@ -120,6 +140,7 @@ class SurrogateModule(L.LightningModule):
             ("gradient_weight", gradient_weight),
             ("prior_weight", prior_weight),
             ("polish_patience", polish_patience),
+            ("polish_tolerance", polish_tolerance),
         ):
             if value < 0:
                 raise ValueError(f"{name} must be non-negative, got {value}")
@@ -136,6 +157,12 @@ class SurrogateModule(L.LightningModule):
         self.val_rmse = torchmetrics.MeanSquaredError(squared=False)
         self.val_r2 = torchmetrics.R2Score(multioutput="uniform_average")
         self.polish_selection = PolishSelection()
+        # where the time went (the fit summary reports it); not hyperparameters
+        self.phase_seconds = {"adam": 0.0, "polish": 0.0}
+        self.polish_evaluations = 0
+        self.polish_stop = "max_epochs"
+        # set when a time budget moves the polish earlier than max_epochs − polish_epochs
+        self.budget_polish_start: int | None = None
 
     # ------------------------------------------------------------------ loss
 
@@ -239,11 +266,52 @@ class SurrogateModule(L.LightningModule):
 
     def polish_start(self, max_epochs: int) -> int:
         """The first L-BFGS epoch of a fit of ``max_epochs`` epochs (= the number of Adam epochs)."""
+        if self.budget_polish_start is not None:
+            return self.budget_polish_start
         return max(int(max_epochs) - self.hparams.polish_epochs, 0)
 
     @property
     def adam_epochs(self) -> int:
         return self.polish_start(self.trainer.max_epochs)
+
+    def _time_budget(self) -> tuple[float, float] | None:
+        """(elapsed, total) seconds of ``trainer.max_time``, or None without a budget."""
+        for callback in self.trainer.callbacks:
+            if isinstance(callback, Timer):
+                remaining = callback.time_remaining()
+                if remaining is not None:
+                    elapsed = callback.time_elapsed()
+                    return elapsed, elapsed + remaining
+        return None
+
+    def on_train_epoch_end(self) -> None:
+        """Under a time budget, end the Adam phase once half of the budget is used."""
+        budget = self._time_budget()
+        if budget is None or self.hparams.polish_epochs == 0 or self.current_epoch + 1 >= self.adam_epochs:
+            return
+        elapsed, total = budget
+        # every process must switch at the same epoch, or their collectives pair up wrongly
+        if self.trainer.strategy.broadcast(elapsed >= ADAM_BUDGET_SHARE * total):
+            self.budget_polish_start = self.current_epoch + 1
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if datamodule is not None and datamodule.full_batch_from_epoch is not None:
+                datamodule.full_batch_from_epoch = self.budget_polish_start
+
+    def _polish_iterations(self) -> int:
+        """L-BFGS iterations for this polish epoch: ``polish_iterations``, fewer if the time
+        budget would run out first (at the seconds per evaluation measured so far)."""
+        iterations = self.hparams.polish_iterations
+        budget = self._time_budget()
+        if budget is not None:
+            elapsed, total = budget
+            # before the first polish epoch, one evaluation costs about one full-batch Adam step
+            per_evaluation = (
+                self.phase_seconds["polish"] / self.polish_evaluations if self.polish_evaluations
+                else self.phase_seconds["adam"] / max(self.adam_epochs, 1)
+            )
+            affordable = int((total - elapsed) / max(per_evaluation, 1e-9))
+            iterations = max(1, min(iterations, affordable))
+        return int(self.trainer.strategy.broadcast(iterations))
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -293,10 +361,17 @@ class SurrogateModule(L.LightningModule):
         return self.trainer.strategy.reduce(loss.detach().clone(), reduce_op="mean")
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        started = time.perf_counter()
         adam, lbfgs = self.optimizers()
         size = batch["x"].shape[0]
         share = self._share(size)
-        if self.current_epoch < self.adam_epochs:
+        polishing = self.current_epoch >= self.adam_epochs
+        if polishing:
+            iterations = self._polish_iterations()
+            for group in lbfgs.param_groups:
+                group["max_iter"] = iterations
+            evaluations_before = self._lbfgs_evaluations(lbfgs)
+        if not polishing:
             for group in adam.param_groups:
                 group["lr"] = self._adam_lr(self.current_epoch)
             losses = self._losses(batch)
@@ -304,7 +379,6 @@ class SurrogateModule(L.LightningModule):
             self.manual_backward(losses["total"] * share)
             adam.step()
             losses = {"total": self._global_mean(losses["total"] * share)}
-            phase = 0.0
         elif self.hparams.polish_objective == "evidence":
             if self.current_epoch == self.adam_epochs:
                 self._start_evidence_polish(batch)
@@ -323,7 +397,6 @@ class SurrogateModule(L.LightningModule):
             # must be the posterior mean at the accepted hidden weights
             with torch.no_grad():
                 losses = {"total": evidence_loss(batch)}
-            phase = 1.0
         else:
 
             def closure() -> Tensor:
@@ -335,19 +408,45 @@ class SurrogateModule(L.LightningModule):
                 self.manual_backward(loss)
                 return self._global_mean(loss)
 
-            losses = {"total": lbfgs.step(closure)}
-            phase = 1.0
-        if phase == 1.0:
-            self._select_polish_state()
+            lbfgs.step(closure)
+            # step() returns the loss before its first iteration; convergence is judged after the last
+            losses = {"total": self._global_mean(self._losses(batch)["total"] * share).detach()}
+        if polishing:
+            self.polish_evaluations += self._lbfgs_evaluations(lbfgs) - evaluations_before
+            self.phase_seconds["polish"] += time.perf_counter() - started
+            self._judge_polish_epoch(losses["total"], iterations)
+        else:
+            self.phase_seconds["adam"] += time.perf_counter() - started
         # already the all-process mean; sync_dist only states it (one reduction per epoch)
         # the evidence is a different quantity from the mean squared error: a key of its own
-        evidence_phase = phase == 1.0 and self.hparams.polish_objective == "evidence"
+        evidence_phase = polishing and self.hparams.polish_objective == "evidence"
         name = "train/neg_log_evidence" if evidence_phase else "train/loss"
         self.log(name, losses["total"].detach(), prog_bar=True, batch_size=size, on_step=False, on_epoch=True, sync_dist=True)
-        self.log("train/phase_lbfgs", phase, batch_size=size, on_step=False, on_epoch=True, sync_dist=True)
+        self.log("train/phase_lbfgs", float(polishing), batch_size=size, on_step=False, on_epoch=True, sync_dist=True)
         return losses["total"].detach()
 
     # ------------------------------------------------------------------ polish selection
+
+    @staticmethod
+    def _lbfgs_evaluations(lbfgs) -> int:
+        """Objective evaluations L-BFGS has made so far (its own running count)."""
+        optimizer = getattr(lbfgs, "optimizer", lbfgs)  # Lightning wraps it
+        state = optimizer.state[optimizer.param_groups[0]["params"][0]]
+        return int(state.get("func_evals", 0))
+
+    def _judge_polish_epoch(self, objective: Tensor, iterations: int) -> None:
+        """Stop the polish when it has converged or the validation error has turned up."""
+        if self.hparams.polish_objective == "evidence":
+            nats = float(objective)
+        else:
+            nats = 0.5 * math.log(max(float(objective), 1e-300))
+        fraction = iterations / self.hparams.polish_iterations
+        if self.hparams.polish_tolerance > 0 and self.polish_selection.converged(nats, self.hparams.polish_tolerance, fraction):
+            self.polish_stop = "converged"
+            self.trainer.should_stop = True
+        if self._select_polish_state():
+            self.polish_stop = "validation"
+            self.trainer.should_stop = True
 
     @torch.no_grad()
     def _polish_validation_errors(self) -> Tensor | None:
@@ -365,26 +464,37 @@ class SurrogateModule(L.LightningModule):
             errors.append(torch.mean(self._standardised_error(prediction, batch["y"].to(self.device)) ** 2, dim=1))
         return torch.cat(errors)
 
-    def _select_polish_state(self) -> None:
-        """After one polish step: keep the state if lowest, else maybe count it stale; stop after polish_patience."""
+    def _select_polish_state(self) -> bool:
+        """After one polish step: keep the state if lowest, else maybe count it stale; whether
+        ``polish_patience`` stale epochs in a row say stop."""
         if self.hparams.polish_patience == 0:
-            return
+            return False
         errors = self._polish_validation_errors()
         if errors is None:
-            return
+            return False
         self.log("polish/val_loss", errors.mean(), on_step=False, on_epoch=True)
-        if self.polish_selection.offer(errors, self.current_epoch, self.state_dict()) >= self.hparams.polish_patience:
-            self.trainer.should_stop = True
+        return self.polish_selection.offer(errors, self.current_epoch, self.state_dict()) >= self.hparams.polish_patience
 
     def on_train_end(self) -> None:
+        budget = self._time_budget()
+        if budget is not None and budget[0] >= budget[1]:
+            self.polish_stop = "time"
         if self.polish_selection.state is not None:
             self.load_state_dict(self.polish_selection.state)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["polish_selection"] = self.polish_selection.as_dict()
+        checkpoint["budget_polish_start"] = self.budget_polish_start
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.polish_selection = PolishSelection.from_dict(checkpoint.get("polish_selection"))
+        self.budget_polish_start = checkpoint.get("budget_polish_start")
+
+    def on_train_start(self) -> None:
+        # a resumed budgeted run polishes from where its budget moved the polish to
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.budget_polish_start is not None and datamodule is not None and datamodule.full_batch_from_epoch is not None:
+            datamodule.full_batch_from_epoch = self.budget_polish_start
 
     # ------------------------------------------------------------------ validation
 

@@ -1,6 +1,19 @@
-"""Which L-BFGS polish state to keep and when to stop: validation errors compared row by row.
+"""Which L-BFGS polish state to keep and when to stop: convergence of the objective, and
+validation errors compared row by row.
 
-After every polish epoch the module hands over the squared standardised validation error of
+**Convergence.** After every polish epoch the module reports the objective in nats per training
+row. The polish has converged when an epoch improved it by less than a tolerance, pro rata
+to the iterations it ran (a time budget may cut an epoch short). Nats per row of the
+standardised data do not depend on the units of the inputs or outputs: an improvement of δ
+nats per row is a fall of about δ in log(residual RMS) (on noisy data, where the noise level
+is reached in one or two epochs, it also counts the evidence's charge for complexity).
+Measured with the default model on 2000 samples after 100 Adam epochs: on exact quartic data
+the per-epoch improvements are 0.76, 0.33, 0.17, 0.095 … nats while the gradient error falls
+from 5.8e-6 to 1.2e-6 in 5 epochs, then creeps (6e-7 after 30, at six times the time); with
+1 % noise the second epoch improves by 0.002 nats and the derivatives do not change after the
+first (0.21 % / 0.31 % after 1 and after 30 epochs).
+
+**Validation.** After every polish epoch the module also hands over the squared standardised validation error of
 every row, eᵢ. The reference is the state with the lowest mean error so far, with errors rᵢ.
 The current state is *significantly worse* than it when the paired mean difference
 d̄ = mean(eᵢ − rᵢ) exceeds ``SIGNIFICANCE`` standard errors, std(eᵢ − rᵢ)/√n. Pairing
@@ -42,6 +55,7 @@ class PolishSelection:
         epoch: Its epoch (-1 before the first offer).
         stale: Significantly worse epochs in a row.
         state: A copy of its ``state_dict`` (None before the first offer).
+        objective: The polish objective after the last epoch, nats per row (None before the first).
     """
 
     def __init__(
@@ -50,8 +64,16 @@ class PolishSelection:
         epoch: int = -1,
         stale: int = 0,
         state: dict[str, Tensor] | None = None,
+        objective: float | None = None,
     ):
         self.reference, self.epoch, self.stale, self.state = reference, epoch, stale, state
+        self.objective = objective
+
+    def converged(self, objective: float, tolerance: float, fraction: float = 1.0) -> bool:
+        """Records the objective (nats per row) after an epoch that ran ``fraction`` of a full
+        epoch's iterations; whether it fell by less than ``tolerance · fraction`` since the last."""
+        previous, self.objective = self.objective, float(objective)
+        return previous is not None and previous - self.objective < tolerance * fraction
 
     def offer(self, errors: Tensor, epoch: int, state: dict[str, Tensor]) -> int:
         """Judges a state by its per-row validation errors (n,); returns the stale count."""
@@ -73,7 +95,13 @@ class PolishSelection:
 
     def as_dict(self) -> dict:
         """Plain ints and tensors: loadable from a checkpoint with ``weights_only=True``."""
-        return {"reference": self.reference, "epoch": self.epoch, "stale": self.stale, "state": self.state}
+        return {
+            "reference": self.reference,
+            "epoch": self.epoch,
+            "stale": self.stale,
+            "state": self.state,
+            "objective": self.objective,
+        }
 
     @classmethod
     def from_dict(cls, saved: dict | None) -> "PolishSelection":

@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -94,8 +95,36 @@ def _launched_as_rank_zero() -> bool:
     return all(int(os.environ.get(name) or 0) == 0 for name in names)
 
 
-def _fit_member(cfg: DictConfig, datamodule: SurrogateDataModule, seed: int) -> tuple[Any, dict[str, Any], bool]:
-    """One Lightning fit of one network on the datamodule's current split.
+def time_budget_seconds(max_time: Any) -> float | None:
+    """``trainer.max_time`` in seconds: a number of seconds, Lightning's ``"DD:HH:MM:SS"`` or a
+    dict of ``timedelta`` fields (``{minutes: 5}``); None for no budget."""
+    if max_time is None:
+        return None
+    if isinstance(max_time, (int, float)) and not isinstance(max_time, bool):
+        seconds = float(max_time)
+    elif isinstance(max_time, str):
+        try:
+            fields = [float(part) for part in max_time.split(":")]
+        except ValueError:
+            fields = []
+        if len(fields) != 4:
+            raise ValueError(f"trainer.max_time must be seconds or 'DD:HH:MM:SS', got {max_time!r}")
+        seconds = timedelta(days=fields[0], hours=fields[1], minutes=fields[2], seconds=fields[3]).total_seconds()
+    else:
+        try:
+            seconds = timedelta(**OmegaConf.to_container(max_time) if OmegaConf.is_config(max_time) else dict(max_time)).total_seconds()
+        except (TypeError, ValueError):
+            raise ValueError(f"trainer.max_time must be seconds, 'DD:HH:MM:SS' or timedelta fields, got {max_time!r}") from None
+    if not seconds > 0:
+        raise ValueError(f"trainer.max_time must be positive, got {max_time!r}")
+    return seconds
+
+
+def _fit_member(
+    cfg: DictConfig, datamodule: SurrogateDataModule, seed: int, time_budget: float | None = None
+) -> tuple[Any, dict[str, Any], bool]:
+    """One Lightning fit of one network on the datamodule's current split, within
+    ``time_budget`` seconds (None: no limit).
 
     Returns the fitted network, a report, and whether this process is global rank 0 — under a
     multi-process strategy (``trainer=ddp``) every process runs this, and only rank 0 writes.
@@ -108,6 +137,13 @@ def _fit_member(cfg: DictConfig, datamodule: SurrogateDataModule, seed: int) -> 
         torch.as_tensor(x_stats.mean), torch.as_tensor(x_stats.std),
         torch.as_tensor(y_stats.mean), torch.as_tensor(y_stats.std),
     )
+    polish_epochs = module.hparams.polish_epochs
+    if polish_epochs and cfg.trainer.max_epochs is not None and int(cfg.trainer.max_epochs) <= polish_epochs:
+        raise ValueError(
+            f"trainer.max_epochs={cfg.trainer.max_epochs} leaves no Adam epochs before the "
+            f"model.polish_epochs={polish_epochs} L-BFGS epochs: max_epochs counts both phases "
+            f"(e.g. trainer.max_epochs={100 + polish_epochs} for 100 Adam epochs)"
+        )
     polish_start = module.polish_start(cfg.trainer.max_epochs)
     polish = module.hparams.polish_epochs > 0 and datamodule.batch_size is not None
     # mini-batch Adam, then full-batch L-BFGS. Lightning asks for the loader every epoch (the
@@ -116,6 +152,7 @@ def _fit_member(cfg: DictConfig, datamodule: SurrogateDataModule, seed: int) -> 
     datamodule.full_batch_from_epoch = polish_start if polish else None
     trainer: L.Trainer = instantiate(
         cfg.trainer,
+        max_time=None if time_budget is None else timedelta(seconds=time_budget),
         callbacks=_instantiate_all(cfg.get("callbacks")),
         logger=_instantiate_all(cfg.get("logger")) or False,
         default_root_dir=cfg.paths.output_dir,
@@ -133,6 +170,15 @@ def _fit_member(cfg: DictConfig, datamodule: SurrogateDataModule, seed: int) -> 
     }
     if module.polish_selection.epoch >= 0:
         report["polish_kept_epoch"] = module.polish_selection.epoch
+    polish_epochs = max(int(trainer.current_epoch) - module.adam_epochs, 0)
+    report["time"] = {
+        "adam_epochs": min(module.adam_epochs, int(trainer.current_epoch)),
+        "adam_seconds": round(module.phase_seconds["adam"], 3),
+        "polish_epochs": polish_epochs,
+        "polish_evaluations": module.polish_evaluations,
+        "polish_seconds": round(module.phase_seconds["polish"], 3),
+        "polish_stop": module.polish_stop if polish_epochs else None,
+    }
     noise_std = module.estimated_noise_std()
     if noise_std is not None:
         report["estimated_noise_std"] = dict(zip(datamodule.samples.output_names, noise_std))
@@ -200,6 +246,9 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
             info={"data": samples.origin, "samples": samples.n_samples},
         )
 
+    # the budget bounds the whole fit: an ensemble's members share it
+    budget = time_budget_seconds(OmegaConf.select(cfg, "trainer.max_time"))
+    member_budget = None if budget is None else budget / size
     members, member_reports = [], []
     for k in range(size):
         # Members differ in initialisation and in their train/validation split.
@@ -208,7 +257,7 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
         OmegaConf.update(member_cfg, "paths.output_dir", str(member_dir))
         if k > 0 or bootstrap:
             datamodule.split(datamodule.split_seed + k, bootstrap=bootstrap)
-        net, report, writer = _fit_member(member_cfg, datamodule, seed=cfg.seed + k)
+        net, report, writer = _fit_member(member_cfg, datamodule, seed=cfg.seed + k, time_budget=member_budget)
         single = as_surrogate([net])
         report["train"] = _fit_metrics(single, datamodule, datamodule.train_rows)
         report["validation"] = _fit_metrics(single, datamodule, datamodule.val_rows)
@@ -228,7 +277,7 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
         "train": first["train"],
         "validation": first["validation"],
     }
-    for key in ("estimated_noise_std", "polish_kept_epoch"):
+    for key in ("estimated_noise_std", "polish_kept_epoch", "time"):
         if key in first:
             summary[key] = first[key]
     if size > 1:
@@ -276,6 +325,13 @@ def format_summary(summary: dict[str, Any]) -> str:
             r2 = ", ".join(f"{k}={v:.6f}" for k, v in metrics["r2"].items())
             rmse = ", ".join(f"{k}={v:.3g}" for k, v in metrics["rmse"].items())
             lines.append(f"  {split:<10} R² {r2}   RMSE {rmse}   ({metrics['points']} points)")
+    spent = summary.get("time")
+    if spent:
+        line = f"  time: {spent['adam_epochs']} Adam epochs {spent['adam_seconds']:.1f} s"
+        if spent["polish_epochs"]:
+            line += (f", {spent['polish_epochs']} L-BFGS epochs ({spent['polish_evaluations']} evaluations) "
+                     f"{spent['polish_seconds']:.1f} s, polish stopped: {spent['polish_stop']}")
+        lines.append(line)
     if "polish_kept_epoch" in summary:
         lines.append(f"  L-BFGS polish: kept the state after {summary['polish_kept_epoch'] + 1} of {summary['epochs']} "
                      "epochs (the lowest validation error)")

@@ -384,16 +384,17 @@ def test_polish_keeps_the_lowest_validation_state_and_stops_when_worse(compose_c
     assert losses[last] != pytest.approx(losses[kept], rel=1e-6)
 
 
-def test_polish_patience_zero_runs_every_polish_epoch_and_keeps_the_last(compose_config, tmp_path):
+def test_polish_patience_and_tolerance_zero_run_every_polish_epoch_and_keep_the_last(compose_config, tmp_path):
     PolishLosses.losses = {}
-    result = _train(compose_config, tmp_path, [*NOISY_POLISH, "model.polish_patience=0"])
+    result = _train(compose_config, tmp_path, [*NOISY_POLISH, "model.polish_patience=0", "model.polish_tolerance=0"])
     assert PolishLosses.losses == {} and "polish_kept_epoch" not in result.summary
     assert result.summary["epochs"] == 40
 
 
 def test_run_resumed_mid_polish_keeps_the_same_state(compose_config, tmp_path):
     """The selection is in the checkpoint: a run resumed after epoch 29 still judges against epochs 20-29."""
-    common = [*NOISY_POLISH, "model.polish_patience=3"]
+    # tolerance 0: this noisy polish would converge before the crash
+    common = [*NOISY_POLISH, "model.polish_patience=3", "model.polish_tolerance=0"]
     PolishLosses.losses = {}
     straight = _train(compose_config, tmp_path / "straight", common)
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -404,3 +405,88 @@ def test_run_resumed_mid_polish_keeps_the_same_state(compose_config, tmp_path):
     assert resumed.summary["epochs"] == straight.summary["epochs"]
     X = np.random.default_rng(6).uniform(-2, 2, (40, 2))
     np.testing.assert_allclose(resumed.surrogate.predict(X), straight.surrogate.predict(X), rtol=1e-9, atol=1e-12)
+
+
+# exact quartic, 400 samples, 2x32: converges within a few polish epochs of 20 iterations
+CONVERGING = ["data.source.n_samples=400", "model.width=32", "trainer.max_epochs=60", "model.polish_epochs=20",
+              "model.polish_iterations=20", "model.polish_tolerance=0.1"]
+
+
+def test_polish_stops_when_an_epoch_gains_less_than_the_tolerance(compose_config, tmp_path):
+    result = _train(compose_config, tmp_path, CONVERGING)
+    spent = result.summary["time"]
+    assert spent["adam_epochs"] == 40
+    assert spent["polish_stop"] == "converged"
+    assert 2 <= spent["polish_epochs"] < 20
+    assert spent["polish_evaluations"] >= spent["polish_epochs"]
+    assert result.summary["epochs"] == 40 + spent["polish_epochs"]
+    # the same fit without the tolerance runs every polish epoch
+    full = _train(compose_config, tmp_path / "full", [*CONVERGING, "model.polish_tolerance=0", "model.polish_patience=0"])
+    assert full.summary["time"]["polish_epochs"] == 20 and full.summary["time"]["polish_stop"] == "max_epochs"
+
+
+def test_polish_stop_does_not_depend_on_the_units_of_inputs_or_outputs(compose_config, tmp_path):
+    """Kelvin or millikelvin: the objective is taken on standardised data, so the same epochs run.
+
+    Powers of two rescale exactly in floating point, so the standardised data are bit-identical
+    and any difference would come from a units-dependent rule (with factors of 1000, rounding in
+    the last bit of the inputs already changes an optimiser's path a little)."""
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-2, 2, (400, 2))
+    y = X[:, 0] ** 4 + X[:, 1] ** 4 - 4 * X[:, 0] * X[:, 1] + 1
+    overrides = [*FAST, *CONVERGING[1:]]
+    base = surrogates.fit(X, y, overrides=overrides).info["summary"]["time"]
+    scaled = surrogates.fit(X * [2.0**10, 2.0**-10], y * 2.0**17, overrides=overrides).info["summary"]["time"]
+    assert base["polish_stop"] == scaled["polish_stop"] == "converged"
+    assert base["polish_epochs"] == scaled["polish_epochs"]
+    assert base["polish_evaluations"] == scaled["polish_evaluations"]
+
+
+def test_polish_selection_convergence_is_pro_rata_to_the_iterations_run():
+    from surrogates.selection import PolishSelection
+
+    selection = PolishSelection()
+    assert not selection.converged(-1.0, tolerance=0.1)  # nothing to compare with yet
+    assert not selection.converged(-1.5, tolerance=0.1)
+    assert selection.converged(-1.55, tolerance=0.1)
+    # a quarter of an epoch (a time budget cut it short) needs a quarter of the gain
+    assert not selection.converged(-1.58, tolerance=0.1, fraction=0.25)
+    assert selection.converged(-1.59, tolerance=0.1, fraction=0.25)
+    assert PolishSelection.from_dict(selection.as_dict()).objective == -1.59
+
+
+def test_max_epochs_that_leave_no_adam_epoch_is_a_clear_error(compose_config, tmp_path):
+    with pytest.raises(ValueError, match=r"trainer.max_epochs=20 leaves no Adam epochs .* model.polish_epochs=20"):
+        _train(compose_config, tmp_path, ["trainer.max_epochs=20", "model.polish_epochs=20"])
+
+
+def test_time_budget_bounds_the_whole_fit_and_still_polishes(tmp_path):
+    """An Adam phase that would run for minutes hands over to the polish at half the budget."""
+    rng = np.random.default_rng(4)
+    X = rng.uniform(-2, 2, (400, 2))
+    y = np.sin(X[:, 0]) * X[:, 1]
+    budget = 3.0
+    overrides = [*FAST, "model.width=32", "trainer.max_epochs=100000", "model.polish_tolerance=0", "model.polish_patience=0"]
+    s = surrogates.fit(X, y, overrides=overrides, time_budget=budget, output_dir=tmp_path)
+    summary = s.info["summary"]
+    spent = summary["time"]
+    assert spent["adam_epochs"] < 100000 - 2
+    assert spent["polish_epochs"] >= 1 and spent["polish_stop"] == "time"
+    # generous: one L-BFGS iteration of this net takes milliseconds; the point is that 100000 Adam epochs did not run
+    assert summary["fit_seconds"] < budget + 3.0
+    assert summary["validation"]["r2"]["y0"] > 0.99
+
+
+@pytest.mark.parametrize("value, seconds", [(90, 90.0), ("00:01:00:30", 3630.0), ({"minutes": 2}, 120.0)])
+def test_time_budget_accepts_seconds_lightning_strings_and_timedelta_fields(value, seconds):
+    from surrogates.training import time_budget_seconds
+
+    assert time_budget_seconds(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["5 minutes", "1:2", -3, {"fortnights": 1}])
+def test_bad_time_budget_names_the_key(value):
+    from surrogates.training import time_budget_seconds
+
+    with pytest.raises(ValueError, match="trainer.max_time"):
+        time_budget_seconds(value)
