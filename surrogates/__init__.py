@@ -12,12 +12,51 @@ Derivatives of any torch callable: :mod:`surrogates.calculus`. Loss landscapes o
 networks: :mod:`surrogates.landscape`.
 """
 
-from surrogates import calculus
-from surrogates.active import fit_active, refine_critical_points
-from surrogates.api import fit
-from surrogates.critical import CriticalPoint, CriticalPointReport, find_critical_points
-from surrogates.data import DataError
-from surrogates.surrogate import CheckpointError, ExtrapolationWarning, Surrogate, load
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
+# Public name -> module that defines it. Resolved on first use (PEP 562), so that
+# ``import surrogates`` or ``import surrogates.calculus`` does not pay for Lightning and Hydra
+# (seconds) before a query or a loss-landscape call that needs neither.
+_EXPORTS = {
+    "fit": "surrogates.api",
+    "fit_active": "surrogates.active",
+    "refine_critical_points": "surrogates.active",
+    "load": "surrogates.surrogate",
+    "Surrogate": "surrogates.surrogate",
+    "CheckpointError": "surrogates.surrogate",
+    "ExtrapolationWarning": "surrogates.surrogate",
+    "CriticalPoint": "surrogates.critical",
+    "CriticalPointReport": "surrogates.critical",
+    "find_critical_points": "surrogates.critical",
+    "DataError": "surrogates.data",
+}
+
+if TYPE_CHECKING:
+    from surrogates import calculus
+    from surrogates.active import fit_active, refine_critical_points
+    from surrogates.api import fit
+    from surrogates.critical import CriticalPoint, CriticalPointReport, find_critical_points
+    from surrogates.data import DataError
+    from surrogates.surrogate import CheckpointError, ExtrapolationWarning, Surrogate, load
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    if importlib.util.find_spec(f"surrogates.{name}") is not None:  # a submodule: surrogates.calculus, …
+        return importlib.import_module(f"surrogates.{name}")
+    raise AttributeError(f"module 'surrogates' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
 
 __all__ = [
     "fit",
