@@ -4,32 +4,45 @@ A critical point of f: R^d → R is a zero of its gradient, ∇f(x*) = 0. Minima
 and saddles are all critical points, so the search does not minimise f: it solves the
 nonlinear system g(x) = ∇f(x) = 0, whose Jacobian is the (symmetric) Hessian H(x).
 
+**Units.** Every tolerance is judged in the box's unit coordinates u = (x − lower) / w,
+w = upper − lower, not in the data's units: with D = diag(w) the gradient there is
+g̃ = D ∇f and the Hessian H̃ = D H D. An input's unit is then irrelevant (pressure in bar
+or pascal, temperature in kelvin or millikelvin: the same points, kinds and indices),
+whereas in data units a tolerance relative to ‖H‖₂ is dominated by the input with the
+narrowest range, and a clear minimum whose other inputs span hundreds of units would
+look flat along them. H̃ and H have the same inertia (Sylvester), so the signs that
+decide the kind are the data's; only "≈ 0" is measured in the scaled coordinates.
+Reported eigenvalues and gradient norms are in data units, with the scaled ones
+alongside (``scaled_eigenvalues``, ``scaled_gradient_norm``).
+
 **Search.** Many starts — a scrambled Sobol sequence over the box — are refined at
 once (one batched gradient / Hessian evaluation per iteration for all active starts)
-by Levenberg–Marquardt on g = 0 in float64. With H = V Λ Vᵀ (``torch.linalg.eigh``),
-the step minimising ‖g + H δ‖² + μ‖δ‖² is
+by Levenberg–Marquardt on g̃ = 0 in float64. With H̃ = V Λ Vᵀ (``torch.linalg.eigh``),
+the step (in u) minimising ‖g̃ + H̃ δ‖² + μ‖δ‖² is
 
-    δ = −V diag(λ_i / (λ_i² + μ)) Vᵀ g,
+    δ = −V diag(λ_i / (λ_i² + μ)) Vᵀ g̃,   and x moves by D δ,
 
 which is the Newton step −H⁻¹g for μ → 0 (quadratic convergence at a non-degenerate
-zero, whatever the signs of the λ_i) and a short step along −Hg = −∇(½‖g‖²) for large μ.
-μ is adapted per start: divided by 10 when a step lowers ‖g‖, multiplied by 10 (and
+zero, whatever the signs of the λ_i) and a short step along −H̃g̃ = −∇_u(½‖g̃‖²) for large μ.
+μ is adapted per start: divided by 10 when a step lowers ‖g̃‖, multiplied by 10 (and
 the step retried) when it does not. Iterates are clamped to the box widened by
 ``box_margin`` of its width on each side, so a start can reach a critical point on or
 just beyond the box's boundary but never wander far into extrapolation.
 
-**Convergence.** A start has converged when ‖g‖ ≤ ``gradient_tol`` · G, with G the
-median ‖∇f‖ over the starts (the function's own gradient scale); the others are
+**Convergence.** A start has converged when ‖g̃‖ = ‖D∇f‖ ≤ ``gradient_tol`` · G, with G
+the median ‖D∇f‖ over the starts (the function's own gradient scale); the others are
 dropped and counted.
 
-**Deduplication.** Converged points closer than ``dedup_tol`` · diag (diag = the box's
-diagonal length) are one point; the member with the smallest ‖g‖ represents it.
+**Deduplication.** Converged points closer than ``dedup_tol`` · √d in unit coordinates
+(√d = the unit box's diagonal; for a cube this is ``dedup_tol`` · the box's diagonal)
+are one point; the member with the smallest ‖g̃‖ represents it.
 
-**Classification.** With the eigenvalues λ_1 ≤ … ≤ λ_d of H(x*) and the tolerance
+**Classification.** With the eigenvalues λ̃_1 ≤ … ≤ λ̃_d of H̃(x*) = D H(x*) D and the
+tolerance
 
-    τ = ``degenerate_rtol`` · S,   S = median over the starts of ‖H(x)‖₂ = max_i |λ_i(x)|,
+    τ = ``degenerate_rtol`` · S,   S = median over the starts of ‖H̃(x)‖₂ = max_i |λ̃_i(x)|,
 
-a point is *degenerate* if some |λ_i| ≤ τ, else a *minimum* (all λ_i > 0), a *maximum*
+a point is *degenerate* if some |λ̃_i| ≤ τ, else a *minimum* (all λ_i > 0), a *maximum*
 (all λ_i < 0) or a *saddle* of index #{λ_i < 0}. Measuring τ against the Hessian's
 typical size over the whole box (rather than at the point) is what makes the test
 meaningful for a learned function: the surrogate of a function with a degenerate
@@ -37,10 +50,11 @@ critical point (e.g. x³ − 3xy² + y³ at the origin, where H = 0) has a small
 nonzero Hessian there, and fitting noise can split the point into a few nearby
 critical points with small eigenvalues. Relative to S those eigenvalues are zero
 within the surrogate's accuracy, so they are reported degenerate, and degenerate
-points closer than ``degenerate_merge_tol`` · diag to each other are merged into the
-one of smallest ‖H‖₂ (its ``merged`` count says how many were combined).
+points closer than ``degenerate_merge_tol`` · √d to each other (unit coordinates) are
+merged into the one of smallest ‖H̃‖₂ (its ``merged`` count says how many were combined).
 
-The condition number is max|λ| / min|λ| (inf when an eigenvalue is exactly 0). A
+The condition number is max|λ| / min|λ| of H in data units (inf when an eigenvalue is
+exactly 0). A
 point outside the box [lower, upper] (beyond a rounding allowance of 1e-9 · width) is
 flagged ``in_domain = False``: for a surrogate it is extrapolation.
 """
@@ -84,11 +98,12 @@ class CriticalPoint:
     Attributes:
         x: (d,) location.
         value: f(x*).
-        gradient_norm: ‖∇f(x*)‖ reached by the refinement.
-        eigenvalues: (d,) eigenvalues of the Hessian at x*, ascending.
-        kind: ``"minimum"``, ``"maximum"``, ``"saddle"`` or ``"degenerate"``.
-        index: Number of negative eigenvalues; for a degenerate point, the number
-            below −τ (clearly negative).
+        gradient_norm: ‖∇f(x*)‖ reached by the refinement, in data units.
+        eigenvalues: (d,) eigenvalues of the Hessian at x*, ascending, in data units.
+        kind: ``"minimum"``, ``"maximum"``, ``"saddle"`` or ``"degenerate"``, decided on
+            :attr:`scaled_eigenvalues` (so it does not depend on the inputs' units).
+        index: Number of negative eigenvalues; for a degenerate point, the number of
+            scaled eigenvalues below −τ (clearly negative).
         in_domain: Whether x* lies in the box the search was given (the training
             domain of a surrogate); ``False`` means extrapolation.
         condition_number: max|λ| / min|λ| of the Hessian (inf if singular).
@@ -96,6 +111,9 @@ class CriticalPoint:
             ``eigenvalues``.
         merged: How many converged, deduplicated points this one stands for (> 1 only
             for degenerate points merged with nearby degenerate ones).
+        scaled_eigenvalues: (d,) ascending eigenvalues of D H D, D = diag(upper − lower):
+            the Hessian in the box's unit coordinates, which the classification uses.
+        scaled_gradient_norm: ‖D ∇f(x*)‖, what the convergence test uses.
     """
 
     x: np.ndarray
@@ -108,11 +126,15 @@ class CriticalPoint:
     condition_number: float
     eigenvectors: np.ndarray = field(repr=False)
     merged: int = 1
+    scaled_eigenvalues: np.ndarray | None = None
+    scaled_gradient_norm: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (arrays as lists)."""
         out = asdict(self)
-        for key in ("x", "eigenvalues", "eigenvectors"):
+        for key in ("x", "eigenvalues", "eigenvectors", "scaled_eigenvalues"):
+            if out[key] is None:
+                continue
             out[key] = np.asarray(out[key]).tolist()
         return out
 
@@ -132,12 +154,15 @@ class CriticalPointReport:
         converged: Starts that reached ‖∇f‖ ≤ gradient tolerance.
         not_converged: Starts dropped because they did not.
         iterations: Levenberg–Marquardt iterations run (the slowest start's count).
-        gradient_tolerance: Absolute ‖∇f‖ threshold used (``gradient_tol`` · G).
-        gradient_scale: G, the median ‖∇f‖ over the starts.
-        hessian_scale: S, the median ‖H‖₂ over the starts.
-        degenerate_tolerance: τ = ``degenerate_rtol`` · S: eigenvalues with |λ| ≤ τ count as zero.
-        dedup_distance: Points closer than this are one point (``dedup_tol`` · diag).
-        degenerate_merge_distance: Degenerate points closer than this are merged.
+        gradient_tolerance: Absolute ‖D∇f‖ threshold used (``gradient_tol`` · G), to compare
+            with a point's ``scaled_gradient_norm``.
+        gradient_scale: G, the median ‖D∇f‖ over the starts.
+        hessian_scale: S, the median ‖D H D‖₂ over the starts.
+        degenerate_tolerance: τ = ``degenerate_rtol`` · S: scaled eigenvalues with |λ̃| ≤ τ
+            count as zero.
+        dedup_distance: Points closer than this in unit coordinates are one point
+            (``dedup_tol`` · √d).
+        degenerate_merge_distance: Degenerate points closer than this (unit coordinates) are merged.
         seconds: Wall time of the search.
         settings: The keyword settings the search ran with.
     """
@@ -207,7 +232,8 @@ class CriticalPointReport:
 
     def csv_text(self) -> str:
         """One row per point: kind, index, in_domain, value, ‖∇f‖, condition number,
-        merged, then x_0 … x_{d−1} and lambda_0 … lambda_{d−1} (ascending)."""
+        merged, then x_0 … x_{d−1}, lambda_0 … lambda_{d−1} (ascending, data units) and
+        scaled_lambda_0 … scaled_lambda_{d−1} (of D H D, which decide the kind)."""
         d = len(self.lower)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -215,12 +241,14 @@ class CriticalPointReport:
             ["kind", "index", "in_domain", "value", "gradient_norm", "condition_number", "merged"]
             + [f"x_{i}" for i in range(d)]
             + [f"lambda_{i}" for i in range(d)]
+            + [f"scaled_lambda_{i}" for i in range(d)]
         )
         for p in self.points:
             writer.writerow(
                 [p.kind, p.index, p.in_domain, repr(p.value), repr(p.gradient_norm), repr(p.condition_number), p.merged]
                 + [repr(float(v)) for v in p.x]
                 + [repr(float(v)) for v in p.eigenvalues]
+                + [repr(float(v)) for v in (p.scaled_eigenvalues if p.scaled_eigenvalues is not None else [math.nan] * d)]
             )
         return buffer.getvalue()
 
@@ -252,8 +280,9 @@ class CriticalPointReport:
             )
         rows.append(
             f"{len(self.points)} critical points from {self.starts} starts ({self.converged} converged, "
-            f"{self.not_converged} dropped) in {self.seconds:.2f} s; degenerate when |λ| ≤ {self.degenerate_tolerance:.3g} "
-            f"(= {self.settings['degenerate_rtol']:g} × median ‖H‖₂ {self.hessian_scale:.3g}); "
+            f"{self.not_converged} dropped) in {self.seconds:.2f} s; degenerate when a scaled eigenvalue |λ̃| ≤ "
+            f"{self.degenerate_tolerance:.3g} (= {self.settings['degenerate_rtol']:g} × median ‖DHD‖₂ {self.hessian_scale:.3g}, "
+            "D = diag(box widths); λ columns in data units); "
             "OUTSIDE = beyond the domain box (extrapolation)"
         )
         return "\n".join(rows)
@@ -330,45 +359,53 @@ def _levenberg_marquardt(
     X: Tensor,
     low: Tensor,
     high: Tensor,
+    width: Tensor,
     gradient_tolerance: float,
     max_iterations: int,
     chunk_size: int | None,
     gradient: Tensor,
     hessian: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
-    """Batched LM on ∇f = 0 from the rows of X (with ∇f, H already evaluated there).
+    """Batched LM on ∇f = 0 from the rows of X (with ∇f, H already evaluated there), stepping
+    in the unit coordinates of the box of widths ``width`` (g̃ = D∇f, H̃ = DHD, x moves by Dδ).
 
     Returns:
-        (X, ∇f, H, converged mask, iterations run).
+        (X, ∇f, H in data units, converged mask, iterations run).
     """
-    eigenvalues, eigenvectors = torch.linalg.eigh(hessian)
+    eigenvalues, eigenvectors = torch.linalg.eigh(_scaled_hessian(hessian, width))
     curvature = eigenvalues.abs().amax(-1).square().clamp_min(torch.finfo(X.dtype).tiny)
     damping, damping_limit = _INITIAL_DAMPING * curvature, _MAX_DAMPING * curvature
-    norms = gradient.norm(dim=-1)
+    norms = (gradient * width).norm(dim=-1)
     active = norms > gradient_tolerance
     iterations = 0
     while active.any() and iterations < max_iterations:
         iterations += 1
         rows = torch.nonzero(active).flatten()
-        lam, vec, g = eigenvalues[rows], eigenvectors[rows], gradient[rows]
+        lam, vec, g = eigenvalues[rows], eigenvectors[rows], gradient[rows] * width
         coefficients = lam / (lam.square() + damping[rows, None]) * (vec.transpose(-1, -2) @ g[..., None])[..., 0]
-        trial = torch.minimum(torch.maximum(X[rows] - (vec @ coefficients[..., None])[..., 0], low), high)
+        step = (vec @ coefficients[..., None])[..., 0] * width
+        trial = torch.minimum(torch.maximum(X[rows] - step, low), high)
         trial_gradient = calculus.gradient(f, trial, chunk_size=chunk_size)
-        better = trial_gradient.norm(dim=-1) < norms[rows]
+        better = (trial_gradient * width).norm(dim=-1) < norms[rows]
         accepted, rejected = rows[better], rows[~better]
         damping[rejected] *= 10.0
         damping[accepted] = damping[accepted] / 10.0
         if accepted.numel():
             X[accepted] = trial[better]
             gradient[accepted], hessian[accepted] = _gradient_and_hessian(f, trial[better], chunk_size)
-            eigenvalues[accepted], eigenvectors[accepted] = torch.linalg.eigh(hessian[accepted])
-            norms[accepted] = gradient[accepted].norm(dim=-1)
+            eigenvalues[accepted], eigenvectors[accepted] = torch.linalg.eigh(_scaled_hessian(hessian[accepted], width))
+            norms[accepted] = (gradient[accepted] * width).norm(dim=-1)
         active = (norms > gradient_tolerance) & (damping < damping_limit)
     return X, gradient, hessian, norms <= gradient_tolerance, iterations
 
 
+def _scaled_hessian(hessian: Tensor, width: Tensor) -> Tensor:
+    """D H D with D = diag(width): the Hessian (…, d, d) in the box's unit coordinates."""
+    return hessian * (width[:, None] * width[None, :])
+
+
 def _classify(eigenvalues: Tensor, tolerance: float) -> tuple[str, int]:
-    """Kind and index from ascending eigenvalues (see the module docstring)."""
+    """Kind and index from ascending scaled eigenvalues (see the module docstring)."""
     if bool((eigenvalues.abs() <= tolerance).any()):
         return "degenerate", int((eigenvalues < -tolerance).sum())
     index = int((eigenvalues < 0).sum())
@@ -413,12 +450,14 @@ def find_critical_points(
         starts: Number of scrambled Sobol starting points in the box.
         seed: Seed of the Sobol scrambling.
         max_iterations: Levenberg–Marquardt iterations at most.
-        gradient_tol: Converged when ‖∇f‖ ≤ gradient_tol · (median ‖∇f‖ over the starts).
-        dedup_tol: Points within dedup_tol · (box diagonal) are the same point.
-        degenerate_rtol: An eigenvalue with |λ| ≤ degenerate_rtol · (median ‖H‖₂ over
-            the starts) counts as zero (the point is degenerate).
-        degenerate_merge_tol: Degenerate points within degenerate_merge_tol · (box
-            diagonal) of each other are merged into one.
+        gradient_tol: Converged when ‖D∇f‖ ≤ gradient_tol · (median ‖D∇f‖ over the starts),
+            D = diag(upper − lower).
+        dedup_tol: Points within dedup_tol · √d of each other in the box's unit
+            coordinates (x − lower) / (upper − lower) are the same point.
+        degenerate_rtol: A scaled eigenvalue (of D H D) with |λ̃| ≤ degenerate_rtol ·
+            (median ‖D H D‖₂ over the starts) counts as zero (the point is degenerate).
+        degenerate_merge_tol: Degenerate points within degenerate_merge_tol · √d of each
+            other (unit coordinates) are merged into one.
         box_margin: Iterates stay in the box widened by this fraction of its width per side.
         chunk_size: Points per derivative chunk (memory bound; see :mod:`surrogates.calculus`).
 
@@ -457,32 +496,36 @@ def find_critical_points(
     f = _float64(f)
     d = low_box.numel()
     width = high_box - low_box
-    diagonal = float(width.norm())
     low, high = low_box - box_margin * width, high_box + box_margin * width
     sobol = torch.quasirandom.SobolEngine(dimension=d, scramble=True, seed=seed)
     X = low_box + width * sobol.draw(starts, dtype=torch.float64)
 
     _values(f, X[:1], chunk_size)  # is f scalar?
     gradient, hessian = _gradient_and_hessian(f, X, chunk_size)
-    gradient_scale = _positive_scale(gradient.norm(dim=-1))
-    hessian_scale = _positive_scale(torch.linalg.matrix_norm(hessian, ord=2))
+    # scales and tolerances in the box's unit coordinates: independent of the inputs' units
+    gradient_scale = _positive_scale((gradient * width).norm(dim=-1))
+    hessian_scale = _positive_scale(torch.linalg.matrix_norm(_scaled_hessian(hessian, width), ord=2))
     gradient_tolerance = gradient_tol * gradient_scale
     degenerate_tolerance = degenerate_rtol * hessian_scale
+    unit_diagonal = math.sqrt(d)
 
     X, gradient, hessian, converged, iterations = _levenberg_marquardt(
-        f, X, low, high, gradient_tolerance, max_iterations, chunk_size, gradient, hessian
+        f, X, low, high, width, gradient_tolerance, max_iterations, chunk_size, gradient, hessian
     )
     X, gradient, hessian = X[converged], gradient[converged], hessian[converged]
     n_converged = int(converged.sum())
 
     points: list[CriticalPoint] = []
     if n_converged:
-        norms = gradient.norm(dim=-1)
-        unique = [group[0] for group in _greedy_groups(X, torch.argsort(norms), dedup_tol * diagonal)]
-        X, gradient, hessian, norms = X[unique], gradient[unique], hessian[unique], norms[unique]
+        scaled_norms = (gradient * width).norm(dim=-1)
+        unit = (X - low_box) / width
+        unique = [group[0] for group in _greedy_groups(unit, torch.argsort(scaled_norms), dedup_tol * unit_diagonal)]
+        X, unit, gradient, hessian = X[unique], unit[unique], gradient[unique], hessian[unique]
+        norms, scaled_norms = gradient.norm(dim=-1), scaled_norms[unique]
         eigenvalues, eigenvectors = torch.linalg.eigh(hessian)
-        classified = [_classify(lam, degenerate_tolerance) for lam in eigenvalues]
-        keep, merged = _merge_degenerate(X, eigenvalues, classified, degenerate_merge_tol * diagonal)
+        scaled_eigenvalues = torch.linalg.eigvalsh(_scaled_hessian(hessian, width))
+        classified = [_classify(lam, degenerate_tolerance) for lam in scaled_eigenvalues]
+        keep, merged = _merge_degenerate(unit, scaled_eigenvalues, classified, degenerate_merge_tol * unit_diagonal)
         values = _values(f, X, chunk_size)
         tolerance = _DOMAIN_ROUNDING * width
         inside = torch.all((X >= low_box - tolerance) & (X <= high_box + tolerance), dim=-1)
@@ -502,6 +545,8 @@ def find_critical_points(
                     condition_number=float(magnitudes.max()) / smallest if smallest > 0 else math.inf,
                     eigenvectors=eigenvectors[row].numpy().copy(),
                     merged=count,
+                    scaled_eigenvalues=scaled_eigenvalues[row].numpy().copy(),
+                    scaled_gradient_norm=float(scaled_norms[row]),
                 )
             )
         points.sort(key=lambda p: (_KIND_ORDER[p.kind], p.index, p.value))
@@ -518,8 +563,8 @@ def find_critical_points(
         gradient_scale=gradient_scale,
         hessian_scale=hessian_scale,
         degenerate_tolerance=degenerate_tolerance,
-        dedup_distance=dedup_tol * diagonal,
-        degenerate_merge_distance=degenerate_merge_tol * diagonal,
+        dedup_distance=dedup_tol * unit_diagonal,
+        degenerate_merge_distance=degenerate_merge_tol * unit_diagonal,
         seconds=time.perf_counter() - started,
         settings=settings,
     )
@@ -528,8 +573,9 @@ def find_critical_points(
 def _merge_degenerate(
     X: Tensor, eigenvalues: Tensor, classified: list[tuple[str, int]], radius: float
 ) -> tuple[list[int], list[int]]:
-    """Rows to keep and how many points each stands for, merging degenerate points within
-    ``radius`` of each other into the one with the smallest ‖H‖₂ (nearest to the flat centre)."""
+    """Rows to keep and how many points each stands for, merging degenerate points (rows of X, in
+    unit coordinates) within ``radius`` of each other into the one with the smallest ‖H̃‖₂ of the
+    scaled ``eigenvalues`` (nearest to the flat centre)."""
     degenerate = [row for row, (kind, _) in enumerate(classified) if kind == "degenerate"]
     keep = [row for row, (kind, _) in enumerate(classified) if kind != "degenerate"]
     merged = [1] * len(keep)

@@ -83,21 +83,23 @@ def plot_critical_points_2d(
     if report.points:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4, fontsize="small", frameon=False)
         ax.figure.subplots_adjust(bottom=0.2)
-    ax.set_title(f"critical points ({len(report.points)}); degenerate when |λ| ≤ {report.degenerate_tolerance:.2g}")
+    ax.set_title(f"critical points ({len(report.points)}); degenerate when |λ̃| ≤ {report.degenerate_tolerance:.2g} (λ̃ of DHD)")
     return ax
 
 
 def plot_eigenvalue_spectra(report: CriticalPointReport, ax: plt.Axes | None = None) -> plt.Axes:
-    """Hessian eigenvalues of every critical point (x: point number, y: λ on a symlog axis).
+    """Scaled Hessian eigenvalues of every critical point (x: point number, y: λ̃ on a symlog axis).
 
-    The grey band is |λ| ≤ τ (the degeneracy tolerance); marker colour says the sign.
+    λ̃ are the eigenvalues of D H D, D = diag(box widths) — the Hessian in the box's unit
+    coordinates, which the classification uses (same signs as H's). The grey band is |λ̃| ≤ τ
+    (the degeneracy tolerance); marker colour says the sign.
     """
     ax = ax if ax is not None else plt.subplots(figsize=(max(6.0, 0.5 * len(report.points) + 3), 4.5))[1]
     tau = report.degenerate_tolerance
     ax.axhspan(-tau, tau, color="0.85", label=f"|λ| ≤ τ = {tau:.2g}")
     ax.axhline(0.0, color="0.4", linewidth=0.6)
     for number, p in enumerate(report.points):
-        lam = p.eigenvalues
+        lam = p.scaled_eigenvalues if p.scaled_eigenvalues is not None else p.eigenvalues
         colours = np.where(lam > tau, "tab:blue", np.where(lam < -tau, "tab:red", "tab:purple"))
         ax.scatter(np.full(lam.shape, number), lam, c=list(colours), marker="_", s=300, linewidths=2)
     ax.set_yscale("symlog", linthresh=max(tau, np.finfo(float).tiny))
@@ -106,7 +108,7 @@ def plot_eigenvalue_spectra(report: CriticalPointReport, ax: plt.Axes | None = N
         [f"{n}\n{p.kind[:3]} {p.index}{'' if p.in_domain else '*'}" for n, p in enumerate(report.points)], fontsize="small"
     )
     ax.set_xlabel("critical point: number, kind, index (* = outside the domain)")
-    ax.set_ylabel("Hessian eigenvalue λ")
+    ax.set_ylabel("scaled Hessian eigenvalue λ̃ (of DHD)")
     ax.set_title("Hessian spectrum at each critical point (blue > 0, red < 0, purple ≈ 0)")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), fontsize="small", frameon=False)
     return ax

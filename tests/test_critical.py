@@ -15,6 +15,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import surrogates
 from surrogates.critical import CriticalPointReport, find_critical_points
@@ -85,7 +87,7 @@ def test_quartic_exact_two_minima_and_a_saddle():
         assert (p.kind, p.index, p.in_domain) == (kind, index, True)
         np.testing.assert_allclose(p.x, key, atol=1e-10)
         np.testing.assert_allclose(p.eigenvalues, expected_eigenvalues, rtol=1e-10)
-        assert p.gradient_norm <= report.gradient_tolerance
+        assert p.scaled_gradient_norm <= report.gradient_tolerance
 
 
 def test_sincos_exact_every_interior_point_and_none_spurious():
@@ -165,7 +167,78 @@ def test_float32_network_is_refined_in_float64():
     assert next(net.parameters()).dtype == torch.float32  # the caller's network is untouched
     assert report.converged > 0
     for p in report:
-        assert p.x.dtype == np.float64 and p.gradient_norm <= report.gradient_tolerance
+        assert p.x.dtype == np.float64 and p.scaled_gradient_norm <= report.gradient_tolerance
+
+
+# ------------------------------------------------------------------ units of the inputs
+
+#: A user's four inputs: pressure [bar], temperature [K], flow [kg/s], angle [degrees].
+UNITS_LOWER = np.array([1.0, 300.0, 0.0, -30.0])
+UNITS_UPPER = np.array([5.0, 400.0, 2.0, 30.0])
+UNITS_CENTRE = np.array([3.2, 340.0, 1.1, 5.0])
+#: Curvature per input in data units: small along the wide temperature and angle ranges.
+UNITS_CURVATURE = np.array([1.95, 0.002, 4.05, 0.004])
+
+
+def _units_bowl(X):
+    centre, curvature = (torch.as_tensor(a, dtype=X.dtype) for a in (UNITS_CENTRE, UNITS_CURVATURE))
+    return 0.5 * ((X - centre) ** 2 * curvature).sum(-1)
+
+
+def test_minimum_with_inputs_of_very_different_ranges_is_a_minimum():
+    """Eigenvalues 0.002 … 4.05 in data units are a clear minimum: over the box each direction
+    changes f by a comparable amount (D H D = diag(31.2, 20, 16.2, 14.4)). A tolerance relative
+    to ‖H‖₂ in data units called it degenerate."""
+    report = find_critical_points(_units_bowl, UNITS_LOWER, UNITS_UPPER, starts=32)
+    (p,) = report.points
+    assert (p.kind, p.index, p.in_domain) == ("minimum", 0, True), report.table()
+    np.testing.assert_allclose(p.x, UNITS_CENTRE, rtol=1e-10)
+    np.testing.assert_allclose(p.eigenvalues, np.sort(UNITS_CURVATURE), rtol=1e-10)  # data units, as before
+    widths = UNITS_UPPER - UNITS_LOWER
+    np.testing.assert_allclose(p.scaled_eigenvalues, np.sort(UNITS_CURVATURE * widths**2), rtol=1e-10)
+    assert p.scaled_gradient_norm <= report.gradient_tolerance
+    assert p.to_dict()["scaled_eigenvalues"] == pytest.approx(p.scaled_eigenvalues.tolist())
+
+
+def test_fitted_surrogate_of_mixed_unit_inputs_reports_the_minimum():
+    """The user's case through the public API: surrogates.fit then Surrogate.critical_points()."""
+    X = np.random.default_rng(0).uniform(UNITS_LOWER, UNITS_UPPER, (600, 4))
+    y = _units_bowl(torch.from_numpy(X)).numpy()
+    s = surrogates.fit(X, y, input_names=["pressure", "temperature", "flow", "angle"], lower=UNITS_LOWER,
+                       upper=UNITS_UPPER, overrides=[*FAST, "logger=none"])
+    points = [p for p in s.critical_points(starts=64) if p.in_domain]
+    assert [(p.kind, p.index) for p in points] == [("minimum", 0)], points
+    np.testing.assert_allclose(points[0].x, UNITS_CENTRE, rtol=0.02)
+    np.testing.assert_allclose(points[0].eigenvalues, np.sort(UNITS_CURVATURE), rtol=0.1)
+
+
+UNIT_FACTORS = st.sampled_from([1e-3, 1e-2, 0.1, 1.0, 10.0, 1e2, 1e3])
+
+
+@settings(max_examples=12, deadline=None, derandomize=True)
+@given(name=st.sampled_from(["quartic", "sincos", "cubic", "sum_of_sines"]), factors=st.lists(UNIT_FACTORS, min_size=3, max_size=3))
+def test_kinds_and_indices_do_not_depend_on_the_inputs_units(name, factors):
+    """Measuring input i in other units (x_i → c_i x_i: kelvin ↔ millikelvin) changes no kind or index."""
+    function = get_function(name, dim=3) if name == "sum_of_sines" else get_function(name)
+    d = function.dim
+    c = np.asarray(factors[:d])
+    scale = torch.as_tensor(c)
+
+    def rescaled(X):
+        return function.value(X / scale)
+
+    reference = find_critical_points(function.value, function.lower, function.upper, starts=64)
+    other = find_critical_points(rescaled, function.lower * c, function.upper * c, starts=64)
+    tables = f"{reference.table()}\n{other.table()}"
+    assert sorted((p.kind, p.index, p.in_domain) for p in other) == sorted((p.kind, p.index, p.in_domain) for p in reference), tables
+    width = function.upper - function.lower
+    found = np.array([q.x / c for q in other]).reshape(-1, d)
+    for p in reference:  # the same point (in the reference units), of the same kind and index
+        match, distance = _nearest(found / width, p.x / width)
+        q = other[match]
+        assert distance < (1e-3 if p.kind == "degenerate" else 1e-6) and (q.kind, q.index) == (p.kind, p.index), tables
+        if p.kind != "degenerate":
+            np.testing.assert_allclose(q.scaled_eigenvalues, p.scaled_eigenvalues, rtol=1e-6)
 
 
 def test_arguments_are_checked():
