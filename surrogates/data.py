@@ -573,7 +573,16 @@ def read_csv_header(path: Path) -> list[str]:
         header = next(csv.reader(handle), None)
     if not header:
         raise DataError(f"data file {path} has no header row naming its columns")
-    return [h.strip() for h in header]
+    header = [h.strip() for h in header]
+    # columns are looked up by name: with two columns of one name, one of them would be read twice
+    # and the other silently ignored
+    duplicated = sorted({h for h in header if header.count(h) > 1})
+    if duplicated:
+        raise DataError(
+            f"data file {path}: the header names column(s) {duplicated} more than once; "
+            f"give every column a distinct name (columns: {header})"
+        )
+    return header
 
 
 def read_csv_columns(path: Path, columns: Sequence[str]) -> np.ndarray:
@@ -584,6 +593,9 @@ def read_csv_columns(path: Path, columns: Sequence[str]) -> np.ndarray:
             number (naming the line and column), or there are no data rows.
     """
     header = read_csv_header(path)
+    twice = sorted({c for c in columns if list(columns).count(c) > 1})
+    if twice:
+        raise DataError(f"data file {path}: column(s) {twice} are asked for more than once (as inputs, outputs or gradients)")
     missing = [c for c in columns if c not in header]
     if missing:
         raise DataError(f"data file {path} has no column(s) {missing}; its columns are {header}")

@@ -128,6 +128,13 @@ def csv_non_numeric_output(t):
         r"line 4, column 'y': 'n/a' is not a number"
 
 
+def csv_duplicate_column_names(t):
+    X, y = _rows()
+    path = _csv(t / "d.csv", "a,a,y", [f"{a},{b},{c}" for (a, b), c in zip(X, y)])
+    return "train", ["data=csv", f"data.source.path={path}", "data.source.outputs=[y]"], \
+        r"d\.csv: the header names column\(s\) \['a'\] more than once"
+
+
 def constant_input(t):
     X, y = _rows()
     X[:, 1] = 3.0
@@ -211,7 +218,7 @@ HYDRA_COMPOSITION = (unknown_config_key, unknown_group_option)
 # torch's state-dict error text ends its first line with a colon and lists the mismatches below
 TWO_LINES = (query_checkpoint_other_model_shape,)
 CASES = [nan_outputs, inf_inputs_csv, length_mismatch_x_y, length_mismatch_gradients, one_d_inputs, two_d_outputs_3d,
-         empty_file, truncated_npy, csv_misspelled_output, csv_missing_input_column, csv_non_numeric_output,
+         empty_file, truncated_npy, csv_misspelled_output, csv_missing_input_column, csv_non_numeric_output, csv_duplicate_column_names,
          constant_input, constant_output, huge_magnitudes, unknown_config_key, unknown_group_option,
          wrong_type_model_width, negative_polish_patience, resume_checkpoint_missing, query_checkpoint_missing, query_checkpoint_truncated,
          query_checkpoint_not_a_checkpoint, query_checkpoint_other_model_shape, query_points_wrong_dimension,
@@ -261,6 +268,21 @@ def test_bad_input_gives_one_clear_error_and_writes_nothing(case, tmp_path, caps
     for name, content in before.items():
         assert (run_dir / name).read_bytes() == content, f"{name} was overwritten"
     assert not list(run_dir.glob(".*.tmp")) and not (run_dir / "checkpoints").exists()
+
+
+def test_duplicate_csv_column_names_stop_the_run_before_it_writes(compose_config, tmp_path):
+    """A header ``pressure,pressure,flow,angle,yield`` used to train on the first column twice."""
+    from surrogates.data import DataError
+
+    rng = np.random.default_rng(0)
+    rows = [",".join(f"{v:.6f}" for v in row) for row in rng.uniform(size=(40, 5))]
+    path = _csv(tmp_path / "runs.csv", "pressure,pressure,flow,angle,yield", rows)
+    cfg = compose_config("train", ["data=csv", f"data.source.path={path}", "data.source.outputs=[yield]",
+                                   "debug=fast", "trainer.enable_progress_bar=false", "logger=none"])
+    out = tmp_path / "run"
+    with pytest.raises(DataError, match=r"runs\.csv: the header names column\(s\) \['pressure'\] more than once"):
+        train_cli.run(cfg, output_dir=str(out))
+    assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))
 
 
 if __name__ == "__main__":  # the case → message table for the issue's closing note

@@ -143,6 +143,18 @@ def test_csv_errors_name_the_line_and_column(tmp_path, text, error):
         CsvSource(str(path), outputs=["energy"]).load()
 
 
+def test_csv_columns_named_twice_are_refused(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_text("p,q,p,q,y\n" + "".join(f"{i},{i + 1},{i + 2},{i + 3},{i * i}\n" for i in range(20)))
+    with pytest.raises(DataError, match=r"runs\.csv: the header names column\(s\) \['p', 'q'\] more than once"):
+        CsvSource(str(path), outputs=["y"]).load()
+    path.write_text("a,b,y\n" + "".join(f"{i},{i * 2},{i * 3}\n" for i in range(20)))
+    with pytest.raises(DataError, match=r"column\(s\) \['a'\] are asked for more than once"):
+        CsvSource(str(path), outputs=["y"], inputs=["a", "a"]).load()
+    with pytest.raises(DataError, match=r"column\(s\) \['y'\] are asked for more than once"):
+        CsvSource(str(path), outputs=["y"], inputs=["a", "y"]).load()
+
+
 def test_empty_truncated_and_missing_files(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(DataError, match="empty.csv is empty"):
