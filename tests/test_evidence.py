@@ -106,3 +106,14 @@ def test_no_noise_estimate_without_an_evidence_polish(tmp_path):
     X = np.random.default_rng(1).uniform(-1, 1, (100, 2))
     fitted = surrogates.fit(X, X[:, 0] ** 2, output_dir=tmp_path, overrides=[*FAST, "model.polish_epochs=0", "logger=none"])
     assert "estimated_noise_std" not in fitted.info["summary"]
+
+
+def test_gram_backward_matches_autograds_generic_rule():
+    from surrogates.evidence import _Gram
+
+    design = torch.randn(30, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_Gram.apply, (design,))
+    weights = torch.randn(7, 7, dtype=torch.float64)
+    (ours,) = torch.autograd.grad((_Gram.apply(design) * weights).sum(), design)
+    (generic,) = torch.autograd.grad(((design.T @ design) * weights).sum(), design)
+    torch.testing.assert_close(ours, generic, rtol=1e-12, atol=1e-12)
