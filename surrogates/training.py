@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from surrogates.data import SurrogateDataModule, column_stats, read_rows
-from surrogates.io import write_json, write_with
+from surrogates.io import output_folder, write_json, write_with
 from surrogates.lightning_warnings import lightning_internals_quiet
 from surrogates.metrics import derivative_errors, protocol_test_points
 from surrogates.module import SurrogateModule
@@ -207,8 +207,7 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
     re-running the command) every process returns the same surrogate, but only global rank 0
     writes files.
     """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = output_folder(output_dir)
     size = int(OmegaConf.select(cfg, "ensemble.size", default=1))
     if size < 1:
         raise ValueError(f"ensemble.size must be a positive integer, got {size}")

@@ -91,3 +91,60 @@ def test_a_writer_killed_mid_write_leaves_the_previous_file(tmp_path):
         child.wait(timeout=30)
     assert path.read_bytes() == good
     assert all(name.startswith(".surrogate.safetensors.") for name in _leftovers(tmp_path))
+
+
+# ------------------------------------------------------------------ permissions of the results
+
+
+@pytest.fixture
+def umask():
+    """umask(mask): set the process umask for the test, restored afterwards."""
+    previous = os.umask(0o022)
+    os.umask(previous)
+    yield os.umask
+    os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("mask, expected", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_results_get_the_mode_a_plain_open_gives(tmp_path, umask, mask, expected):
+    """0666 & ~umask like any file the user writes, not mkstemp's private 0600."""
+    umask(mask)
+    written = [
+        write_json(tmp_path / "summary.json", {"good": 1}),
+        _surrogate(0).save(tmp_path / "surrogate.safetensors"),
+        write_with(tmp_path / "critical_points.csv", lambda p: p.write_text("kind\n")),
+        write_with(tmp_path / "query.npz", lambda p: np.savez(p, X=np.ones(3))),
+    ]
+    with open(tmp_path / "plain.txt", "w") as handle:
+        handle.write("for comparison")
+    assert _mode(tmp_path / "plain.txt") == expected
+    assert {path.name: _mode(path) for path in written} == {path.name: expected for path in written}
+    write_json(tmp_path / "summary.json", {"good": 2})  # replacing a file: the same mode
+    assert _mode(tmp_path / "summary.json") == expected
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_training_run_writes_its_results_with_the_umask_mode(compose_config, tmp_path, umask):
+    from conftest import FAST
+    from surrogates.training import SUMMARY_FILE, SURROGATE_FILE, train
+
+    umask(0o022)
+    train(compose_config("train", [*FAST, "logger=none"]), output_dir=tmp_path / "run")
+    for name in (SUMMARY_FILE, SURROGATE_FILE, "config.yaml"):
+        assert _mode(tmp_path / "run" / name) == 0o644, name
+
+
+def test_an_output_folder_below_a_file_is_an_output_error(tmp_path):
+    from surrogates.io import OutputError, output_folder
+
+    (tmp_path / "data.csv").write_text("a,b\n")
+    with pytest.raises(OutputError, match=r"output folder .*data\.csv/x cannot be created: .*data\.csv is a file, not a folder"):
+        write_json(tmp_path / "data.csv" / "x" / "summary.json", {"good": 1})
+    with pytest.raises(OutputError, match=r"output folder .*data\.csv cannot be created: it is a file, not a folder"):
+        output_folder(tmp_path / "data.csv")
+    assert output_folder(tmp_path / "new" / "run").is_dir()
+    assert (tmp_path / "data.csv").read_text() == "a,b\n"

@@ -285,6 +285,43 @@ def test_duplicate_csv_column_names_stop_the_run_before_it_writes(compose_config
     assert not out.exists() or not any(out.rglob("*")), sorted(out.rglob("*"))
 
 
+# ------------------------------------------------------------------------- the run folder
+
+QUICK = ["debug=fast", "trainer.enable_progress_bar=false", "logger=none"]
+
+
+@pytest.mark.parametrize("command", ["train", "query"])
+def test_an_output_folder_below_a_file_is_a_one_line_error(tmp_path, capsys, command):
+    """hydra.run.dir=data.csv/x: Hydra creates the folder first, so this is checked before it does."""
+    data = _csv(tmp_path / "data.csv", "a,b,y", [f"{a},{b},{c}" for (a, b), c in zip(*_rows())])
+    before = data.read_bytes()
+    code, err = run_cli(command, [], data / "x", capsys)
+    assert code == 2 and "Traceback" not in err, err
+    message = [line for line in err.strip().splitlines() if line.strip()]
+    assert message == [f"error: output folder {data / 'x'} cannot be created: {data} is a file, not a folder"], err
+    assert data.read_bytes() == before
+
+
+def test_an_output_folder_below_a_file_through_run_and_fit(compose_config, tmp_path):
+    """Without Hydra's run folder (tests, scripts, surrogates.fit): the same error from the code that writes."""
+    import surrogates
+    from surrogates.cli import critical as critical_cli
+    from surrogates.io import OutputError
+
+    data = _csv(tmp_path / "data.csv", "a,b,y", [f"{a},{b},{c}" for (a, b), c in zip(*_rows())])
+    pattern = rf"output folder {re.escape(str(data / 'x'))} cannot be created: {re.escape(str(data))} is a file"
+    with pytest.raises(OutputError, match=pattern):
+        train_cli.run(compose_config("train", QUICK), output_dir=str(data / "x"))
+    with pytest.raises(OutputError, match=pattern):
+        surrogates.fit(*_rows(), output_dir=data / "x", overrides=QUICK)
+    _good_surrogate().save(tmp_path / "s.safetensors")
+    for cli, name in ((query_cli, "query"), (critical_cli, "critical")):
+        cfg = compose_config(name, [f"checkpoint={tmp_path / 's.safetensors'}", "figures=false" if name == "critical" else "plot=false",
+                                    *(["search.starts=8"] if name == "critical" else ["grid.counts=3"])])
+        with pytest.raises(OutputError, match=pattern):
+            cli.run(cfg, data / "x")
+
+
 if __name__ == "__main__":  # the case → message table for the issue's closing note
     import tempfile
 

@@ -11,14 +11,21 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from typing import Any
+
 import torch
+from hydra.experimental.callback import Callback
 from hydra.errors import InstantiationException
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from surrogates.data import DataError
+from surrogates.io import OutputError, check_output_folder
 from surrogates.surrogate import CheckpointError
 
-USER_ERRORS = (DataError, CheckpointError, ValueError, FileNotFoundError, InstantiationException, OmegaConfBaseException)
+USER_ERRORS = (
+    DataError, CheckpointError, OutputError, ValueError, FileNotFoundError, InstantiationException, OmegaConfBaseException,
+)
 
 
 @contextmanager
@@ -30,6 +37,26 @@ def reported_errors() -> Iterator[None]:
         message = str(err).strip() or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+class OutputFolderCheck(Callback):
+    """Hydra callback (configs/hydra/default.yaml): the run folder must be able to be a folder.
+
+    Hydra creates ``hydra.run.dir`` (``hydra.sweep.dir`` for ``-m``) before the command's own
+    code runs, so a folder below a regular file (``hydra.run.dir=data.csv/x``) would end in
+    Hydra's ``NotADirectoryError`` traceback; this turns it into the usual ``error: …`` line.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config.hydra.sweep.dir)
+
+    @staticmethod
+    def _check(folder: Any) -> None:
+        with reported_errors():
+            check_output_folder(str(folder))
 
 
 def set_threads(threads: int | None) -> None:

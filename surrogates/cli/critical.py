@@ -21,7 +21,7 @@ from surrogates.cli.common import reported_errors, set_threads
 from surrogates.critical import CriticalPointReport, find_critical_points
 from surrogates.critical_plots import write_figures
 from surrogates.functions import FUNCTIONS, get_function
-from surrogates.io import write_json
+from surrogates.io import output_folder, write_json
 from surrogates.training import SURROGATE_FILE, load_or_train
 
 JSON_FILE = "critical_points.json"
@@ -50,8 +50,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     Raises:
         ValueError: The surrogate is not scalar.
     """
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = output_folder(output_dir)
     overrides = OmegaConf.to_container(cfg.train_overrides, resolve=True)
     surrogate = load_or_train(cfg.checkpoint, output_dir, overrides)
     checkpoint = str(cfg.checkpoint or output_dir / "train" / SURROGATE_FILE)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from surrogates.io import write_json, write_with
+from surrogates.io import output_folder, write_json, write_with
 from surrogates.landscape import loading
 from surrogates.landscape.character import characterize
 from surrogates.landscape.density import spectral_density
@@ -82,8 +82,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         from hydra.core.hydra_config import HydraConfig
 
         output_dir = HydraConfig.get().runtime.output_dir
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_folder(output_dir)
     if cfg.threads is not None:
         torch.set_num_threads(int(cfg.threads))
     seed = int(cfg.seed)
