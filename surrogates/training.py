@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from surrogates.data import SurrogateDataModule, column_stats, read_rows
-from surrogates.io import output_folder, write_json, write_with
+from surrogates.io import OutputError, output_folder, write_json, write_with
 from surrogates.lightning_warnings import lightning_internals_quiet
 from surrogates.metrics import derivative_errors, protocol_test_points
 from surrogates.module import SurrogateModule
@@ -187,6 +187,27 @@ def _fit_member(
     return module.net.cpu(), report, trainer.is_global_zero and _launched_as_rank_zero()
 
 
+def _refuse_another_runs_folder(output_dir: Path, ckpt_path: str | None) -> None:
+    """OutputError if ``output_dir`` already holds a surrogate, unless this run resumes that one.
+
+    A second training into a finished run's folder would overwrite its surrogate, summary and
+    checkpoints. Resuming (``ckpt_path`` inside ``output_dir``, or Lightning's ``last``/``best``,
+    which it looks up in this folder's checkpoints) continues the same run and may write there.
+    The ensemble's ``member<k>`` folders belong to the run and hold no surrogate file of their own.
+    """
+    existing = output_dir / SURROGATE_FILE
+    if not existing.exists():
+        return
+    if ckpt_path in ("last", "best"):
+        return
+    if ckpt_path and output_dir.resolve() in Path(ckpt_path).resolve().parents:
+        return
+    raise OutputError(
+        f"output folder {output_dir} already holds another run's surrogate ({SURROGATE_FILE}); train into a new "
+        f"folder, or resume that run with ckpt_path={output_dir / 'checkpoints' / 'last.ckpt'}"
+    )
+
+
 def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) -> TrainResult:
     """Fit a surrogate as ``cfg`` says and write its files into ``output_dir``.
 
@@ -196,7 +217,9 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
             train/validation splits, each into ``output_dir/member<k>``; ``ensemble.bootstrap``
             resamples each member's training rows with replacement).
         output_dir: Folder for the surrogate, ``summary.json``, the resolved config, Lightning
-            checkpoints and logs. Created if missing.
+            checkpoints and logs. Created if missing. One holding another run's surrogate is
+            refused (:class:`~surrogates.io.OutputError`, before anything is written) unless
+            ``ckpt_path`` resumes that run from a checkpoint inside it.
         source: Optional data source object overriding ``cfg.data.source`` (how
             :func:`surrogates.fit` passes in-memory arrays).
 
@@ -227,6 +250,7 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
     _instantiate_checked(cfg.model, in_dim=samples.in_dim, out_dim=samples.out_dim)  # bad model values stop here
     # written once data and model config are known to be usable: a run stopped by bad input writes nothing
     if _launched_as_rank_zero():
+        _refuse_another_runs_folder(output_dir, ckpt_path)
         write_with(output_dir / CONFIG_FILE, lambda p: p.write_text(OmegaConf.to_yaml(cfg, resolve=True)))
     if samples.lower is not None:
         lower, upper = samples.lower, samples.upper

@@ -290,6 +290,53 @@ def test_duplicate_csv_column_names_stop_the_run_before_it_writes(compose_config
 QUICK = ["debug=fast", "trainer.enable_progress_bar=false", "logger=none"]
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file a training run wrote (Hydra's own .hydra/ record aside)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and ".hydra" not in p.parts and not p.name.endswith(".log")}
+
+
+def test_a_second_training_into_a_finished_runs_folder_is_refused(compose_config, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    train_cli.run(compose_config("train", QUICK), output_dir=str(run_dir))
+    before = _files(run_dir)
+    assert {"surrogate.safetensors", "summary.json", "config.yaml", "checkpoints/last.ckpt"} <= set(before)
+    capsys.readouterr()  # the first run's output (and logging's complaints about streams earlier cases closed)
+    code, err = run_cli("train", ["logger=none", "seed=1"], run_dir, capsys)
+    assert code == 2 and "Traceback" not in err, err
+    message = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(message) == 1 and re.search(r"error: output folder .*run already holds another run's surrogate", message[0]), err
+    assert _files(run_dir) == before
+
+
+def test_fit_into_a_folder_holding_a_surrogate_is_refused(tmp_path):
+    import surrogates
+    from surrogates.io import OutputError
+
+    X, y = _rows(60)
+    first = surrogates.fit(X, y, output_dir=tmp_path, overrides=QUICK)
+    before = _files(tmp_path)
+    with pytest.raises(OutputError, match=r"already holds another run's surrogate"):
+        surrogates.fit(X, 2 * y, output_dir=tmp_path, overrides=[*QUICK, "ensemble.size=2"])
+    assert _files(tmp_path) == before
+    np.testing.assert_array_equal(Surrogate.load(tmp_path / "surrogate.safetensors").predict(X), first.predict(X))
+
+
+def test_resuming_a_run_writes_into_its_own_folder_and_ensembles_use_member_folders(compose_config, tmp_path):
+    run_dir = tmp_path / "run"
+    train_cli.run(compose_config("train", QUICK), output_dir=str(run_dir))
+    last = run_dir / "checkpoints" / "last.ckpt"
+    summary = train_cli.run(compose_config("train", [*QUICK, f"ckpt_path={last}", "trainer.max_epochs=40"]),
+                            output_dir=str(run_dir))
+    assert summary["epochs"] == 40
+    assert Surrogate.load(run_dir / "surrogate.safetensors").info["summary"]["epochs"] == 40
+
+    ensemble_dir = tmp_path / "ensemble"
+    train_cli.run(compose_config("train", [*QUICK, "ensemble.size=2"]), output_dir=str(ensemble_dir))
+    assert Surrogate.load(ensemble_dir / "surrogate.safetensors").ensemble_size == 2
+    assert (ensemble_dir / "member1" / "checkpoints" / "last.ckpt").is_file()
+
+
 @pytest.mark.parametrize("command", ["train", "query"])
 def test_an_output_folder_below_a_file_is_a_one_line_error(tmp_path, capsys, command):
     """hydra.run.dir=data.csv/x: Hydra creates the folder first, so this is checked before it does."""
