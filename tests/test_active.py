@@ -65,7 +65,7 @@ def test_active_loop_spends_the_budget_where_the_curvature_is():
 
     result = fit_active(
         black_box, [-1, -1], [1, 1], initial=200, batch=100, rounds=1, ensemble_size=3, log=None,
-        overrides=["logger=none", "trainer.enable_progress_bar=false", "trainer.max_epochs=130",
+        overrides=["logger=none", "trainer.enable_progress_bar=false", "trainer.max_epochs=130", "model.width=64",
                    "model.polish_epochs=30", "model.polish_iterations=20"],
     )
     assert calls == [(200, 2), (100, 2)]

@@ -88,20 +88,25 @@ def _worker(out: Path, mode: str) -> None:
     )
 
 
-def _run_worker(out: Path, mode: str) -> subprocess.CompletedProcess:
+def _start_worker(out: Path, mode: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     env.pop("LOCAL_RANK", None)
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(out), mode],
-                          capture_output=True, text=True, env=env, timeout=600, cwd=out)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done
+    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(out), mode],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=out)
+
+
+def _finish_worker(worker: subprocess.Popen) -> None:
+    _, stderr = worker.communicate(timeout=600)
+    assert worker.returncode == 0, stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     out = {mode: tmp_path_factory.mktemp(mode) for mode in ("single", "ddp")}
-    for mode, folder in out.items():
-        _run_worker(folder, mode)
+    # independent runs: start both, so their start-up (imports) overlaps
+    workers = [_start_worker(folder, mode) for mode, folder in out.items()]
+    for worker in workers:
+        _finish_worker(worker)
     return {
         mode: [(dict(np.load(folder / f"rank{r}.npz")), json.loads((folder / f"rank{r}.json").read_text()))
                for r in range(2 if mode == "ddp" else 1)]
