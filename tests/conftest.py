@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
 import pytest
 import torch
 from hydra import compose, initialize_config_module
@@ -25,3 +30,13 @@ def compose_config():
             return compose(config_name=config_name, overrides=list(overrides))
 
     return _compose
+
+
+def load_script(name: str) -> ModuleType:
+    """Import ``scripts/<name>.py`` (the benchmarks are scripts, not a package) as module ``name``."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_accuracy.py"
+from conftest import load_script
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return _load_script()
+    return load_script("bench_accuracy")
 
 
 def test_quick_run_writes_every_requested_row(bench, tmp_path, capsys):

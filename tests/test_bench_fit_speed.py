@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_fit_speed.py"
+from conftest import load_script
+
 TINY = "trainer.max_epochs=30,model.width=16,model.polish_epochs=2,model.polish_iterations=5"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("bench_fit_speed", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return _load_script()
+    return load_script("bench_fit_speed")
 
 
 def _finite(value) -> bool:
