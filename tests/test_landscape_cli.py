@@ -137,7 +137,7 @@ def test_surrogate_input(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, (64, 2))
     y = np.sin(X[:, 0]) + X[:, 1] ** 2
-    surrogates.fit(X, y, overrides=["trainer.max_epochs=3"]).save(tmp_path / "s.safetensors")
+    surrogates.fit(X, y, overrides=["trainer.max_epochs=3", "model.polish_epochs=1"]).save(tmp_path / "s.safetensors")
     np.savez(tmp_path / "d.npz", x=X, y=y[:, None])
     cfg = compose_cfg(
         SMALL
