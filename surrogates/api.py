@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,7 +13,9 @@ from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
 from surrogates.data import ArraySource
 from surrogates.surrogate import Surrogate
-from surrogates.training import train
+from surrogates.training import format_summary, train
+
+log = logging.getLogger(__name__)
 
 
 def compose_config(config_name: str, overrides: Sequence[str] = ()) -> Any:
@@ -41,6 +44,7 @@ def fit(
     lower: Sequence[float] | None = None,
     upper: Sequence[float] | None = None,
     time_budget: float | None = None,
+    progress: bool | None = None,
 ) -> Surrogate:
     """Fit a smooth MLP surrogate to samples, with the same configs as ``surrogates-train``.
 
@@ -61,14 +65,23 @@ def fit(
         time_budget: Optional bound on the whole fit in seconds (``trainer.max_time``): the
             Adam phase hands over to the L-BFGS polish at half of it, the polish stops when it
             runs out, and the best state found so far is kept. Shared by an ensemble's members.
+        progress: True shows Lightning's per-epoch progress bar, False hides it. None (the
+            default) hides it too, unless ``overrides`` set ``trainer.enable_progress_bar``.
+            Lightning's GPU/TPU banners and tips are never shown; when the fit ends, one line
+            (model, data, time, epochs) is logged at INFO to the logger ``surrogates.api``.
 
     Returns:
         The fitted :class:`~surrogates.surrogate.Surrogate`; ``s.info["summary"]`` holds the fit metrics.
     """
     budget = [] if time_budget is None else [f"trainer.max_time={float(time_budget)}"]
-    cfg = compose_config("train", ["data=arrays", *overrides, *budget])
+    quiet = ["trainer.enable_progress_bar=false"] if progress is None else []  # the overrides may still turn it on
+    chosen = [] if progress is None else [f"trainer.enable_progress_bar={str(bool(progress)).lower()}"]
+    cfg = compose_config("train", ["data=arrays", *quiet, *overrides, *budget, *chosen])
     source = ArraySource(X, y, gradients, input_names=input_names, output_names=output_names, lower=lower, upper=upper)
     if output_dir is not None:
-        return train(cfg, output_dir=output_dir, source=source).surrogate
-    with tempfile.TemporaryDirectory(prefix="surrogates-fit-") as scratch:
-        return train(cfg, output_dir=scratch, source=source).surrogate
+        surrogate = train(cfg, output_dir=output_dir, source=source).surrogate
+    else:
+        with tempfile.TemporaryDirectory(prefix="surrogates-fit-") as scratch:
+            surrogate = train(cfg, output_dir=scratch, source=source).surrogate
+    log.info(format_summary(surrogate.info["summary"]).splitlines()[0])
+    return surrogate

@@ -1,7 +1,28 @@
-"""Keeps Lightning's internal deprecation notices out of a user's output."""
+"""Keeps Lightning's internal notices out of a user's output, in one place.
+
+:func:`lightning_internals_quiet` drops, within its block,
+
+* Lightning's own deprecation notices (:data:`PYTREE_DEPRECATION`), and
+* the lines Lightning logs at INFO on every ``Trainer`` (:data:`LIGHTNING_CHATTER`): the
+  "GPU available / TPU available" banners, the "💡 Tip" advertisements for litlogger and
+  litmodels, and "`Trainer.fit` stopped: `max_epochs=…` reached" (the summary says how many
+  epochs ran).
+
+Lightning 2.6 has no switch or environment variable for these; they all go through
+``rank_zero_info`` to the logger ``lightning.pytorch.utilities.rank_zero``. The block adds a
+filter to that logger and removes it on exit: levels, handlers and the rest of the user's
+logging configuration are left as they were, and Lightning's other messages (warnings,
+"Restoring states from the checkpoint …") still show.
+
+``train`` (so :func:`surrogates.fit` and every command that fits) builds and runs its trainers
+inside the block; the command-line tools run their whole job inside it (the Hydra callback
+:class:`surrogates.console.CommandOutput`, configs/hydra/default.yaml).
+"""
 
 from __future__ import annotations
 
+import logging
+import re
 import warnings
 from contextlib import contextmanager
 from typing import Iterator
@@ -10,10 +31,48 @@ from typing import Iterator
 #: fires in every fit and predict and names nothing a user of this package can change.
 PYTREE_DEPRECATION = r".*isinstance\(treespec, LeafSpec\).*"
 
+#: Start of the INFO lines every Lightning trainer logs that tell a user of this package nothing
+#: they can act on (lightning/pytorch/trainer/setup.py, connectors/logger_connector,
+#: connectors/callback_connector, loops/fit_loop.py).
+LIGHTNING_CHATTER = re.compile(
+    r"\s*(GPU available: |TPU available: |HPU available: |💡 Tip: |`Trainer\.fit` stopped: `max_)"
+)
+
+#: The loggers ``rank_zero_info`` writes to (lightning_utilities' module-level ``log``, set by
+#: whichever of lightning.pytorch / lightning.fabric was imported last).
+RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+class _DropChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not LIGHTNING_CHATTER.match(record.getMessage())
+
+
+def _rank_zero_loggers() -> list[logging.Logger]:
+    loggers = [logging.getLogger(name) for name in RANK_ZERO_LOGGERS]
+    try:
+        import lightning_utilities.core.rank_zero as rank_zero_module
+
+        current = getattr(rank_zero_module, "log", None)
+        if isinstance(current, logging.Logger) and current not in loggers:
+            loggers.append(current)
+    except ImportError:  # pragma: no cover - lightning always brings lightning_utilities
+        pass
+    return loggers
+
 
 @contextmanager
 def lightning_internals_quiet() -> Iterator[None]:
-    """Within the block, Lightning's own deprecation notices (:data:`PYTREE_DEPRECATION`) are not shown."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=PYTREE_DEPRECATION)
-        yield
+    """Within the block, Lightning's deprecation notices and banners/tips are not shown."""
+    chatter = _DropChatter()
+    loggers = _rank_zero_loggers()
+    for logger in loggers:
+        logger.addFilter(chatter)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=PYTREE_DEPRECATION)
+            yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(chatter)
+

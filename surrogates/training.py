@@ -21,6 +21,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from surrogates.console import progress_bar_default, report
 from surrogates.data import SurrogateDataModule, column_stats, read_rows
 from surrogates.io import OutputError, output_folder, write_json, write_with
 from surrogates.lightning_warnings import lightning_internals_quiet
@@ -150,14 +151,18 @@ def _fit_member(
     # datamodule hands back the same one until the polish starts) rather than every polish_start
     # epochs, because it counts that period from the epoch a resumed run starts at.
     datamodule.full_batch_from_epoch = polish_start if polish else None
-    trainer: L.Trainer = instantiate(
-        cfg.trainer,
-        max_time=None if time_budget is None else timedelta(seconds=time_budget),
-        callbacks=_instantiate_all(cfg.get("callbacks")),
-        logger=_instantiate_all(cfg.get("logger")) or False,
-        default_root_dir=cfg.paths.output_dir,
-        reload_dataloaders_every_n_epochs=1 if polish else 0,
-    )
+    # trainer.enable_progress_bar null (the default): a bar only on a terminal, not in a piped log
+    show_bar = OmegaConf.select(cfg, "trainer.enable_progress_bar")
+    with lightning_internals_quiet():  # Lightning's banners and tips come from building the trainer
+        trainer: L.Trainer = instantiate(
+            cfg.trainer,
+            max_time=None if time_budget is None else timedelta(seconds=time_budget),
+            callbacks=_instantiate_all(cfg.get("callbacks")),
+            logger=_instantiate_all(cfg.get("logger")) or False,
+            default_root_dir=cfg.paths.output_dir,
+            reload_dataloaders_every_n_epochs=1 if polish else 0,
+            enable_progress_bar=progress_bar_default() if show_bar is None else bool(show_bar),
+        )
     started = time.perf_counter()
     # Checkpoints are untrusted input: resuming never unpickles arbitrary objects.
     with lightning_internals_quiet():
@@ -326,16 +331,17 @@ def load_or_train(checkpoint: str | Path | None, output_dir: str | Path, overrid
 
     Lets every command run on a fresh machine with no arguments: the ``train`` config with
     ``overrides`` is fitted into ``output_dir/train`` (its surrogate file is
-    ``output_dir/train/surrogate.safetensors``) and its summary printed.
+    ``output_dir/train/surrogate.safetensors``) and its summary reported
+    (:func:`surrogates.console.report`: printed, and under a command kept in its log file).
     """
     if checkpoint is not None:
         return Surrogate.load(checkpoint)
     from surrogates.api import compose_config
 
     overrides = list(overrides)
-    print(f"no checkpoint given: training a surrogate first (train config, overrides: {overrides or 'none'})")
+    report(f"no checkpoint given: training a surrogate first (train config, overrides: {overrides or 'none'})")
     result = train(compose_config("train", overrides), output_dir=Path(output_dir) / "train")
-    print(format_summary(result.summary))
+    report(format_summary(result.summary))
     return result.surrogate
 
 

@@ -430,3 +430,23 @@ def test_convex_10d_minimum_zoomed_in_has_eigenvalues_within_2_percent(record_pr
     record_property("max_relative_eigenvalue_error", float(errors.max()))
     assert np.linalg.norm(zoom.point.x - truth) < 0.01
     assert errors.max() < 0.02
+
+
+def test_cli_piped_is_short_and_critical_log_holds_the_report(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    listed = ",".join(f"'{o}'" for o in ["debug=fast", "logger=none"])  # no progress-bar setting: the pipe decides
+    done = subprocess.run(
+        [sys.executable, "-m", "surrogates.cli.critical", f"train_overrides=[{listed}]", "search.starts=16",
+         "figures=false", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    output = done.stdout + done.stderr
+    for text in ("GPU available", "TPU available", "Tip", "it/s"):
+        assert text not in output, text
+    assert done.stdout.count("fitted to") == 1 and done.stdout.count("outputs in") == 1
+    log = (tmp_path / "run" / "critical.log").read_text()
+    assert "fitted to function quartic" in log and f"outputs in {tmp_path / 'run'}" in log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -490,3 +491,53 @@ def test_bad_time_budget_names_the_key(value):
 
     with pytest.raises(ValueError, match="trainer.max_time"):
         time_budget_seconds(value)
+
+
+# ---------------------------------------------------------------------- what a fit shows the user
+
+LIGHTNING_CHATTER = ("GPU available", "TPU available", "Tip", "litlogger", "litmodels", "it/s", "Epoch ")
+
+
+def _tiny_samples():
+    X = np.random.default_rng(0).uniform(-1, 1, (64, 2))
+    return X, np.sum(X**2, axis=1)
+
+
+def test_fit_is_quiet_by_default_and_logs_one_summary_line(capfd, caplog):
+    X, y = _tiny_samples()
+    with caplog.at_level(logging.INFO, logger="surrogates.api"):
+        surrogates.fit(X, y, overrides=["debug=fast", "logger=none"])
+    out, err = capfd.readouterr()
+    for text in LIGHTNING_CHATTER:
+        assert text not in out + err, text
+    lines = [r.getMessage() for r in caplog.records if r.name == "surrogates.api"]
+    assert len(lines) == 1 and "fitted to" in lines[0] and "\n" not in lines[0]
+    # the user's logging configuration is as it was: Lightning's logger has no filter left behind
+    assert not logging.getLogger("lightning.pytorch.utilities.rank_zero").filters
+
+
+def test_fit_progress_true_shows_lightnings_bar(capfd):
+    X, y = _tiny_samples()
+    surrogates.fit(X, y, overrides=["debug=fast", "logger=none"], progress=True)
+    out, err = capfd.readouterr()
+    assert "Epoch 29" in out + err and "it/s" in out + err
+    assert "GPU available" not in out + err and "Tip" not in out + err
+
+
+def test_cli_piped_has_no_progress_redraws_and_train_log_holds_the_summary(tmp_path):
+    # the default config: trainer.enable_progress_bar=null, i.e. a bar only on a terminal
+    done = _cli(["debug=fast", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    output = done.stdout + done.stderr
+    for text in LIGHTNING_CHATTER:
+        assert text not in output, text
+    assert len(output) < 3000, output[-2000:]
+    assert done.stdout.count("fitted to") == 1  # once on the console
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "fitted to function quartic" in log and f"outputs in {tmp_path / 'run'}" in log
+
+
+def test_cli_explicit_progress_bar_wins_over_the_pipe(tmp_path):
+    done = _cli(["debug=fast", "logger=none", "trainer.enable_progress_bar=true", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "it/s" in done.stdout + done.stderr

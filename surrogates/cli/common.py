@@ -19,6 +19,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from surrogates.console import end_job
 from surrogates.data import DataError
 from surrogates.io import OutputError, check_output_folder
 from surrogates.surrogate import CheckpointError
@@ -36,6 +37,7 @@ def reported_errors() -> Iterator[None]:
     except USER_ERRORS as err:
         message = str(err).strip() or type(err).__name__
         print(f"error: {message}", file=sys.stderr)
+        end_job()  # Hydra skips its job-end callbacks on sys.exit
         sys.exit(2)
 
 

@@ -1,8 +1,8 @@
 """``surrogates-critical``: critical points of a fitted surrogate, as configured in ``configs/critical.yaml``.
 
 Writes ``critical_points.json``, ``critical_points.csv`` and figures into the run folder,
-prints a table of the points and the folder. Without ``checkpoint`` it first fits the
-default surrogate (the ``train`` config with ``train_overrides``) into ``<run folder>/train``.
+reports a table of the points and the folder (console and the run's ``critical.log``).
+Without ``checkpoint`` it first fits the default surrogate (the ``train`` config with ``train_overrides``) into ``<run folder>/train``.
 With ``refine.function`` (the black box) each in-domain point is zoomed in on
 (:func:`surrogates.active.refine_critical_points`); the JSON then has a ``refined`` list.
 """
@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from surrogates.active import refine_critical_points
 from surrogates.cli.common import reported_errors, set_threads
+from surrogates.console import report
 from surrogates.critical import CriticalPointReport, find_critical_points
 from surrogates.critical_plots import write_figures
 from surrogates.functions import FUNCTIONS, get_function
@@ -57,21 +58,21 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     if surrogate.out_dim != 1:
         raise ValueError(f"critical points need a scalar surrogate; {checkpoint} has {surrogate.out_dim} outputs")
     settings = OmegaConf.to_container(cfg.search, resolve=True)
-    report: CriticalPointReport = find_critical_points(surrogate.model, surrogate.lower, surrogate.upper, **settings)
+    points: CriticalPointReport = find_critical_points(surrogate.model, surrogate.lower, surrogate.upper, **settings)
     files = {"json": output_dir / JSON_FILE, "csv": output_dir / CSV_FILE}
-    report.write_csv(files["csv"])
+    points.write_csv(files["csv"])
     if cfg.figures:
-        files.update(write_figures(surrogate, report, output_dir))
+        files.update(write_figures(surrogate, points, output_dir))
     document = {
         "checkpoint": checkpoint,
         "input_names": surrogate.input_names,
-        **report.to_dict(),
+        **points.to_dict(),
         "files": {name: str(path) for name, path in files.items()},
     }
-    print(report.table())
+    report(points.table())
     if cfg.refine.function:
         zooms = refine_critical_points(
-            black_box(cfg.refine.function, surrogate.in_dim), report.in_domain(), surrogate.lower, surrogate.upper,
+            black_box(cfg.refine.function, surrogate.in_dim), points.in_domain(), surrogate.lower, surrogate.upper,
             radius=cfg.refine.radius, samples=cfg.refine.samples, starts=cfg.refine.starts,
             overrides=OmegaConf.to_container(cfg.refine.train_overrides, resolve=True), seed=cfg.search.seed,
         )
@@ -81,7 +82,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
             for z in zooms
         ]
     write_json(files["json"], document)
-    print(f"outputs in {output_dir}")
+    report(f"outputs in {output_dir}")
     return document
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from surrogates.console import report
 from surrogates.io import output_folder, write_json, write_with
 from surrogates.landscape import loading
 from surrogates.landscape.character import characterize
@@ -260,7 +261,7 @@ def _print_summary(s: dict[str, Any], out: Path) -> None:
         f"Hessian-vector products: {s['hvp_counts']}  time: {s['timings_s'].get('total_s', 0):.1f} s",
         f"outputs: {out}",
     ]
-    print("\n".join(lines))
+    report("\n".join(lines))
 
 
 @hydra.main(version_base="1.3", config_path="pkg://surrogates.configs", config_name="landscape")

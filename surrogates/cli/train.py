@@ -10,23 +10,25 @@ from omegaconf import DictConfig, OmegaConf
 
 from surrogates.active import active_train
 from surrogates.cli.common import reported_errors, set_threads
+from surrogates.console import report
 from surrogates.training import format_summary, train
 
 
 def run(cfg: DictConfig, output_dir: str) -> dict:
-    """Train (actively sampling when ``active.rounds`` > 0), print a short summary and the
-    output folder, return the summary."""
+    """Train (actively sampling when ``active.rounds`` > 0), report a short summary and the
+    output folder (:func:`surrogates.console.report`: console and the run's ``train.log``),
+    return the summary."""
     rounds = int(OmegaConf.select(cfg, "active.rounds", default=0))
     if rounds > 0:
         summary = active_train(
             cfg, instantiate(cfg.data.source), output_dir, rounds=rounds, batch=cfg.active.batch,
-            candidates_per_pick=cfg.active.candidates_per_pick, log=rank_zero_only(print),
+            candidates_per_pick=cfg.active.candidates_per_pick, log=rank_zero_only(report),
         ).summary
     else:
         summary = train(cfg, output_dir=output_dir).summary
     if rank_zero_only.rank == 0:  # under DDP every process gets here; one report is enough
-        print(format_summary(summary))
-        print(f"outputs in {output_dir}")
+        report(format_summary(summary))
+        report(f"outputs in {output_dir}")
     return summary
 
 
