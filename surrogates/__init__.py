@@ -29,6 +29,7 @@ _EXPORTS = {
     "Surrogate": "surrogates.surrogate",
     "CheckpointError": "surrogates.surrogate",
     "ExtrapolationWarning": "surrogates.surrogate",
+    "ExtrapolationError": "surrogates.surrogate",
     "CriticalPoint": "surrogates.critical",
     "CriticalPointReport": "surrogates.critical",
     "find_critical_points": "surrogates.critical",
@@ -71,5 +72,6 @@ __all__ = [
     "CheckpointError",
     "DataError",
     "ExtrapolationWarning",
+    "ExtrapolationError",
 ]
 __version__ = "0.1.0"

@@ -120,6 +120,7 @@ def query(
     quantities: Sequence[str],
     trainer: L.Trainer | None = None,
     batch_size: int = 4096,
+    extrapolation: str = "warn",
 ) -> dict[str, np.ndarray]:
     """Evaluate ``quantities`` of ``surrogate`` at points ``X`` (N, d) with ``Trainer.predict``.
 
@@ -129,6 +130,10 @@ def query(
         quantities: Names from :data:`QUANTITIES`.
         trainer: A Lightning trainer with ``inference_mode=False`` (default: CPU, one device).
         batch_size: Points per predict batch (bounds memory).
+        extrapolation: Points outside the training box: ``"warn"`` (one
+            :class:`~surrogates.surrogate.ExtrapolationWarning` for the whole query, at the
+            caller's line), ``"error"`` (raise :class:`~surrogates.surrogate.ExtrapolationError`
+            before anything is evaluated) or ``"nan"`` (their rows are NaN in every quantity).
 
     Returns:
         Quantity name → numpy array with N rows (shapes as the Surrogate methods return them).
@@ -139,6 +144,7 @@ def query(
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     module = DerivativeQuery(surrogate, quantities)
+    inside = surrogate.check_domain(X, extrapolation)  # once for all points, not per batch
     if trainer is None:
         trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, inference_mode=False, enable_model_summary=False)
     if trainer.predict_loop.inference_mode:
@@ -159,4 +165,8 @@ def query(
         # the process group outlives predict; every process receives every share
         shards = [None] * torch.distributed.get_world_size()
         torch.distributed.all_gather_object(shards, batches)
-    return _assemble(shards, module.quantities, len(X))
+    results = _assemble(shards, module.quantities, len(X))
+    if extrapolation == "nan":
+        for array in results.values():
+            array[~inside] = np.nan
+    return results

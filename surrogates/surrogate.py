@@ -8,6 +8,7 @@ anything — a checkpoint from an untrusted source cannot execute code.
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -32,6 +33,32 @@ class CheckpointError(ValueError):
 
 class ExtrapolationWarning(UserWarning):
     """Query points outside the box of the training inputs: the surrogate is extrapolating."""
+
+
+class ExtrapolationError(ValueError):
+    """Query points outside the box of the training inputs, with ``extrapolation="error"``."""
+
+
+EXTRAPOLATION_MODES = ("warn", "error", "nan")
+
+# Frames in these files are skipped when an ExtrapolationWarning names its line: the warning
+# points at the user's call, however deep inside the package the domain check ran.
+_INTERNAL_FILES = {__file__, str(Path(__file__).with_name("query.py"))}
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` for a ``warnings.warn`` in the calling function that names the first
+    frame outside :data:`_INTERNAL_FILES` (the user's line)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename in _INTERNAL_FILES:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def check_extrapolation_mode(extrapolation: str) -> str:
+    if extrapolation not in EXTRAPOLATION_MODES:
+        raise ValueError(f"extrapolation must be one of {list(EXTRAPOLATION_MODES)}, got {extrapolation!r}")
+    return extrapolation
 
 
 class EnsembleMean(nn.Module):
@@ -63,6 +90,12 @@ class Surrogate:
     For an ensemble, every query returns the ensemble mean (derivatives are linear, so this is
     the derivative of the mean prediction); ``return_std=True`` returns ``(mean, std)``, the std
     over members (ddof=1), a measure of how far to trust each entry.
+
+    Points outside the box of the training inputs (``lower``..``upper``) are extrapolation.
+    Every query method takes ``extrapolation=``: ``"warn"`` (default; an
+    :class:`ExtrapolationWarning` saying how many points and how many box widths out, at the
+    caller's line), ``"error"`` (raise :class:`ExtrapolationError`, a ``ValueError``) or
+    ``"nan"`` (NaN in every entry of those points' rows, the rest as usual).
 
     Args:
         members: The fitted network(s), each mapping data units to data units.
@@ -130,8 +163,10 @@ class Surrogate:
 
     # ------------------------------------------------------------------ points in and out
 
-    def _points(self, X: Any) -> tuple[Tensor, Callable[[Tensor], Any]]:
-        """Convert query points to a (N, d) tensor and return how to convert results back."""
+    def _points(self, X: Any, extrapolation: str = "warn") -> tuple[Tensor, Callable[[Tensor], Any], Tensor]:
+        """Convert query points to a (N, d) tensor, check them against the training box
+        (:meth:`check_domain`, before any cast to the model's dtype) and return how to convert
+        results back and the (N,) inside mask."""
         as_numpy = not isinstance(X, Tensor)
         if as_numpy:
             try:
@@ -148,14 +183,7 @@ class Surrogate:
                 f"surrogate of inputs {self.input_names}, got {tuple(X.shape)}"
             )
         out_dtype, device = X.dtype, X.device
-        outside = int((~self._inside(batch)).sum())
-        if outside:
-            warnings.warn(
-                f"{outside} of {batch.shape[0]} query points lie outside the training domain "
-                "(the surrogate is extrapolating there); see Surrogate.in_domain",
-                ExtrapolationWarning,
-                stacklevel=3,
-            )
+        inside = self.check_domain(batch, extrapolation)
 
         def restore(result: Tensor) -> Any:
             result = result.to(device=device, dtype=out_dtype)
@@ -164,7 +192,45 @@ class Surrogate:
             return result.numpy() if as_numpy else result
 
         first = self.members[0]
-        return batch.to(first.head.weight.device, first.dtype), restore
+        return batch.to(first.head.weight.device, first.dtype), restore, inside
+
+    def extrapolation_message(self, X: Any) -> str | None:
+        """How many of the points ``X`` (N, d) lie outside the training box and how far
+        (in box widths, per input: distance beyond the nearer face / (upper − lower)); None if
+        all lie inside."""
+        inside = np.atleast_1d(np.asarray(self.in_domain(X.detach().cpu() if isinstance(X, Tensor) else X)))
+        batch = np.atleast_2d(np.asarray(X.detach().cpu() if isinstance(X, Tensor) else X, dtype=np.float64))
+        outside = int((~inside).sum())
+        if not outside:
+            return None
+        width = self.upper - self.lower
+        beyond = np.maximum(self.lower - batch, batch - self.upper).clip(min=0) / np.where(width > 0, width, 1.0)
+        message = f"{outside} of {len(batch)} query points lie outside the training box"
+        if np.isnan(batch[~inside]).any():
+            message += " (some have NaN coordinates)"
+        if np.nanmax(beyond[~inside], initial=-np.inf) > 0:
+            row, column = np.unravel_index(np.nanargmax(np.where(np.isnan(beyond), -1.0, beyond)), beyond.shape)
+            message += (
+                f", up to {beyond[row, column]:.3g} box widths beyond it (input {self.input_names[column]!r} = "
+                f"{batch[row, column]:.6g}, trained on {self.lower[column]:.6g}..{self.upper[column]:.6g})"
+            )
+        return message + "; the surrogate is extrapolating there, its values and derivatives are not fitted to data"
+
+    def check_domain(self, X: Any, extrapolation: str = "warn") -> Any:
+        """The :meth:`in_domain` mask of ``X``, after acting on points outside the training box
+        as ``extrapolation`` says: ``"warn"`` (an :class:`ExtrapolationWarning` naming the
+        caller's line), ``"error"`` (raise :class:`ExtrapolationError`) or ``"nan"`` (nothing
+        here; the query methods return NaN rows for those points)."""
+        check_extrapolation_mode(extrapolation)
+        inside = self.in_domain(X)
+        if extrapolation != "nan" and not bool(inside.all()):
+            message = self.extrapolation_message(X)
+            if extrapolation == "error":
+                raise ExtrapolationError(
+                    f"{message}; pass extrapolation='nan' for NaN there or 'warn' to evaluate anyway"
+                )
+            warnings.warn(f"{message}; see Surrogate.in_domain", ExtrapolationWarning, stacklevel=_user_stacklevel())
+        return inside
 
     def _inside(self, batch: Tensor) -> Tensor:
         lower = torch.as_tensor(self.lower, dtype=batch.dtype, device=batch.device)
@@ -189,58 +255,70 @@ class Surrogate:
     # ------------------------------------------------------------------ queries
 
     def _query(
-        self, X: Any, compute: Callable[[nn.Module, Tensor], Tensor], return_std: bool, squeeze: bool = True
+        self,
+        X: Any,
+        compute: Callable[[nn.Module, Tensor], Tensor],
+        return_std: bool,
+        extrapolation: str,
+        squeeze: bool = True,
     ) -> Any:
-        """Evaluate ``compute(member, points)`` for every member; mean (and std) over members."""
+        """Evaluate ``compute(member, points)`` for every member; mean (and std) over members.
+
+        The one place every query method checks the training domain (``extrapolation``: see
+        :meth:`check_domain`); with ``"nan"`` every entry of an outside point's rows is NaN.
+        """
         if return_std and self.ensemble_size < 2:
             raise ValueError("return_std needs an ensemble: train with ensemble.size=K (K ≥ 2)")
-        batch, restore = self._points(X)
+        batch, restore, inside = self._points(X, extrapolation)
         per_member = torch.stack([compute(member, batch) for member in self.members])
+        if extrapolation == "nan" and not bool(inside.all()):
+            keep = inside.to(per_member.device).view(1, -1, *[1] * (per_member.ndim - 2))
+            per_member = torch.where(keep, per_member, torch.full_like(per_member, float("nan")))
         finish = (lambda r: restore(r.squeeze(1))) if squeeze and self.scalar_output else restore
         mean = finish(per_member.mean(dim=0))
         return (mean, finish(per_member.std(dim=0))) if return_std else mean
 
-    def predict(self, X: Any, return_std: bool = False) -> Any:
+    def predict(self, X: Any, return_std: bool = False, extrapolation: str = "warn") -> Any:
         """Surrogate values: (N,) for scalar data, (N, m) otherwise."""
-        return self._query(X, lambda f, P: calculus.value(f, P, chunk_size=self.chunk_size), return_std)
+        return self._query(X, lambda f, P: calculus.value(f, P, chunk_size=self.chunk_size), return_std, extrapolation)
 
-    def gradient(self, X: Any, return_std: bool = False) -> Any:
+    def gradient(self, X: Any, return_std: bool = False, extrapolation: str = "warn") -> Any:
         """∇f̂, (N, d). Scalar surrogates only (use :meth:`jacobian` otherwise)."""
         if self.out_dim != 1:
             raise ValueError(f"gradient needs a scalar surrogate; this one has {self.out_dim} outputs: use jacobian")
         compute = lambda f, P: calculus.gradient(f, P, chunk_size=self.chunk_size)  # noqa: E731
-        return self._query(X, compute, return_std, squeeze=False)
+        return self._query(X, compute, return_std, extrapolation, squeeze=False)
 
-    def jacobian(self, X: Any, return_std: bool = False) -> Any:
+    def jacobian(self, X: Any, return_std: bool = False, extrapolation: str = "warn") -> Any:
         """∂f̂_i/∂x_j, (N, m, d) (m = 1 for scalar surrogates)."""
         compute = lambda f, P: calculus.jacobian(f, P, chunk_size=self.chunk_size)  # noqa: E731
-        return self._query(X, compute, return_std, squeeze=False)
+        return self._query(X, compute, return_std, extrapolation, squeeze=False)
 
-    def hessian(self, X: Any, return_std: bool = False) -> Any:
+    def hessian(self, X: Any, return_std: bool = False, extrapolation: str = "warn") -> Any:
         """∂²f̂/∂x_j∂x_k with all mixed partials: (N, d, d) scalar, (N, m, d, d) otherwise."""
-        return self._query(X, lambda f, P: calculus.hessian(f, P, chunk_size=self.chunk_size), return_std)
+        return self._query(X, lambda f, P: calculus.hessian(f, P, chunk_size=self.chunk_size), return_std, extrapolation)
 
-    def laplacian(self, X: Any, return_std: bool = False) -> Any:
+    def laplacian(self, X: Any, return_std: bool = False, extrapolation: str = "warn") -> Any:
         """Σ_j ∂²f̂/∂x_j²: (N,) scalar, (N, m) otherwise."""
-        return self._query(X, lambda f, P: calculus.laplacian(f, P, chunk_size=self.chunk_size), return_std)
+        return self._query(X, lambda f, P: calculus.laplacian(f, P, chunk_size=self.chunk_size), return_std, extrapolation)
 
-    def directional_derivative(self, X: Any, v: Any, return_std: bool = False) -> Any:
+    def directional_derivative(self, X: Any, v: Any, return_std: bool = False, extrapolation: str = "warn") -> Any:
         """∇f̂ · v/‖v‖ for v (d,) or (N, d): (N,) scalar, (N, m) otherwise."""
         direction = v if isinstance(v, Tensor) else torch.as_tensor(np.asarray(v, dtype=np.float64))
 
         def compute(f: nn.Module, P: Tensor) -> Tensor:
             return calculus.directional_derivative(f, P, direction.to(P), chunk_size=self.chunk_size)
 
-        return self._query(X, compute, return_std)
+        return self._query(X, compute, return_std, extrapolation)
 
-    def hvp(self, X: Any, V: Any, return_std: bool = False) -> Any:
+    def hvp(self, X: Any, V: Any, return_std: bool = False, extrapolation: str = "warn") -> Any:
         """Hessian-vector products H(x)·v for v (d,) or (N, d): (N, d) scalar, (N, m, d) otherwise."""
         vectors = V if isinstance(V, Tensor) else torch.as_tensor(np.asarray(V, dtype=np.float64))
 
         def compute(f: nn.Module, P: Tensor) -> Tensor:
             return calculus.hvp(f, P, vectors.to(P), chunk_size=self.chunk_size)
 
-        return self._query(X, compute, return_std)
+        return self._query(X, compute, return_std, extrapolation)
 
     def taylor(self, x0: Any) -> calculus.TaylorModel:
         """Second-order Taylor model of f̂ (the ensemble mean) around the single point ``x0`` (d,).
@@ -248,7 +326,7 @@ class Surrogate:
         The model is a torch callable; for scalar surrogates its value is (), gradient (d,) and
         Hessian (d, d).
         """
-        batch, _ = self._points(x0)
+        batch, _, _ = self._points(x0)
         if batch.shape[0] != 1:
             raise ValueError(f"taylor needs a single point of shape ({self.in_dim},), got {np.shape(x0)}")
         model = calculus.taylor(self.model, batch[0])

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
+import sys
+import warnings
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
 
+import surrogates
+from surrogates.cli import query as query_cli
 from surrogates.cli.query import run
 from surrogates.data import DataError
 from surrogates.model import MLP
 from surrogates.query import grid_points, query
-from surrogates.surrogate import Surrogate
+from surrogates.surrogate import ExtrapolationError, ExtrapolationWarning, Surrogate
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +87,7 @@ def test_cli_with_checkpoint_and_points_file(compose_config, surrogate, tmp_path
     np.testing.assert_allclose(saved["X"], X)  # columns matched by name, not position
     np.testing.assert_allclose(saved["gradient"], surrogate.gradient(X), rtol=1e-12)
     header = (tmp_path / "out" / "query.csv").read_text().splitlines()[0]
-    assert header == "u,v,f,df/du,df/dv"
+    assert header == "u,v,f,df/du,df/dv,d2f/du/du,d2f/du/dv,d2f/dv/du,d2f/dv/dv"
     assert summary["quantities"]["hessian"] == [30, 2, 2]
     assert json.loads((tmp_path / "out" / "query.json").read_text())["points"] == 30
     assert (tmp_path / "out" / "contour.png").stat().st_size > 10_000
@@ -98,3 +104,134 @@ def test_cli_grid_counts_extrapolation_and_bad_points(compose_config, surrogate,
     with pytest.raises(DataError, match=r"must have shape \(N, 2\) for inputs \['u', 'v'\], got \(5, 3\)"):
         run(cfg, tmp_path / "bad")
     assert not (tmp_path / "bad" / "query.npz").exists()
+
+
+# ---------------------------------------------------------------- extrapolation= and the CSV
+
+# the scalar surrogate's box is u in [0, 1], v in [0, 20]: u = 3.4 is 2.4 box widths beyond it
+X_FAR = np.array([[0.5, 10.0], [3.4, 10.0], [0.2, 5.0], [0.5, -2.0], [1.0, 20.0]])
+FAR_MESSAGE = r"2 of 5 query points lie outside the training box, up to 2\.4 box widths beyond it \(input 'u' = 3\.4"
+
+
+def _scalar_methods(s):
+    v = np.array([1.0, 2.0])
+    return {
+        "predict": lambda X, **kw: s.predict(X, **kw),
+        "gradient": lambda X, **kw: s.gradient(X, **kw),
+        "jacobian": lambda X, **kw: s.jacobian(X, **kw),
+        "hessian": lambda X, **kw: s.hessian(X, **kw),
+        "laplacian": lambda X, **kw: s.laplacian(X, **kw),
+        "directional_derivative": lambda X, **kw: s.directional_derivative(X, v, **kw),
+        "hvp": lambda X, **kw: s.hvp(X, v, **kw),
+    }
+
+
+def test_extrapolation_warning_says_how_many_and_how_far_at_the_callers_line(surrogate):
+    with pytest.warns(ExtrapolationWarning) as record:
+        surrogate.predict(X_FAR)
+    assert len(record) == 1 and record[0].filename == __file__
+    assert re.search(FAR_MESSAGE, str(record[0].message))
+    for name in ("gradient", "jacobian", "hessian", "laplacian", "directional_derivative", "hvp"):
+        with pytest.warns(ExtrapolationWarning, match=FAR_MESSAGE) as record:
+            getattr(surrogate, name)(X_FAR, **({"v": [1.0, 0.0]} if name == "directional_derivative" else {})
+                                     | ({"V": [1.0, 0.0]} if name == "hvp" else {}))
+        assert record[0].filename == __file__, name
+    with pytest.warns(ExtrapolationWarning, match=FAR_MESSAGE) as record:  # the batched path: once, here too
+        query(surrogate, X_FAR, ["value", "hessian"], trainer=_trainer(), batch_size=2)
+    assert len([w for w in record if issubclass(w.category, ExtrapolationWarning)]) == 1
+    assert record[0].filename == __file__
+
+
+def test_extrapolation_error_names_the_same_facts(surrogate):
+    assert surrogates.ExtrapolationError is ExtrapolationError and issubclass(ExtrapolationError, ValueError)
+    for name, method in _scalar_methods(surrogate).items():
+        with pytest.raises(ExtrapolationError, match=FAR_MESSAGE):
+            method(X_FAR, extrapolation="error")
+        method(X_FAR[[0, 2, 4]], extrapolation="error")  # all inside: no error
+    with pytest.raises(ExtrapolationError, match=FAR_MESSAGE):
+        query(surrogate, X_FAR, ["value"], trainer=_trainer(), extrapolation="error")
+    with pytest.raises(ValueError, match=r"extrapolation must be one of \['warn', 'error', 'nan'\]"):
+        surrogate.predict(X_FAR, extrapolation="clip")
+
+
+@pytest.mark.parametrize("as_torch", [False, True])
+def test_extrapolation_nan_gives_nan_rows_and_the_usual_values_inside(surrogate, vector_surrogate, as_torch):
+    inside = np.array([True, False, True, False, True])
+    convert = torch.from_numpy if as_torch else np.asarray
+    for s, X in ((surrogate, X_FAR), (vector_surrogate, np.array([[0.5] * 3, [1.5, 0.5, 0.5], [0.1, 0.2, 0.3], [0.5, 0.5, -4], [1.0] * 3]))):
+        methods = _scalar_methods(surrogate) if s is surrogate else {
+            "predict": lambda X, **kw: vector_surrogate.predict(X, **kw),
+            "jacobian": lambda X, **kw: vector_surrogate.jacobian(X, **kw),
+            "hessian": lambda X, **kw: vector_surrogate.hessian(X, **kw),
+            "laplacian": lambda X, **kw: vector_surrogate.laplacian(X, **kw),
+            "hvp": lambda X, **kw: vector_surrogate.hvp(X, np.ones(3), **kw),
+        }
+        for name, method in methods.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # "nan" does not warn
+                result = np.asarray(method(convert(X), extrapolation="nan"))
+                expected = np.asarray(method(convert(X[inside])))
+            assert np.isnan(result[~inside]).all(), name
+            np.testing.assert_allclose(result[inside], expected, rtol=1e-12, atol=1e-14, err_msg=name)
+    results = query(surrogate, X_FAR, ["value", "gradient", "hessian"], trainer=_trainer(), extrapolation="nan")
+    for q, array in results.items():
+        assert np.isnan(array[~inside]).all() and np.isfinite(array[inside]).all(), q
+
+
+def test_cli_extrapolation_modes(compose_config, surrogate, tmp_path, capsys):
+    surrogate.save(tmp_path / "s.safetensors")
+    np.save(tmp_path / "far.npy", X_FAR)
+    base = [f"checkpoint={tmp_path / 's.safetensors'}", f"points={tmp_path / 'far.npy'}", "plot=false",
+            "trainer.enable_progress_bar=false", "quantities=[value,hessian]"]
+    assert compose_config("query", base).extrapolation == "warn"
+    summary = run(compose_config("query", base), tmp_path / "warn")
+    assert re.search(FAR_MESSAGE, summary["extrapolation_message"])
+    assert np.isfinite(np.load(tmp_path / "warn" / "query.npz")["value"]).all()
+
+    run(compose_config("query", [*base, "extrapolation=nan"]), tmp_path / "nan")
+    saved = np.load(tmp_path / "nan" / "query.npz")
+    assert np.isnan(saved["value"][~saved["in_domain"]]).all() and np.isnan(saved["hessian"][1]).all()
+    np.testing.assert_allclose(saved["value"][[0, 2, 4]], surrogate.predict(X_FAR[[0, 2, 4]]), rtol=1e-12)
+    rows = list(csv.DictReader((tmp_path / "nan" / "query.csv").open()))
+    assert rows[1]["f"] == "nan" and rows[1]["d2f/du/dv"] == "nan" and float(rows[0]["f"]) == saved["value"][0]
+
+    with pytest.raises(ExtrapolationError, match=FAR_MESSAGE):
+        run(compose_config("query", [*base, "extrapolation=error"]), tmp_path / "error")
+    assert not (tmp_path / "error" / "query.npz").exists()
+
+    argv = sys.argv
+    sys.argv = ["surrogates-query", *base, "extrapolation=error", f"hydra.run.dir={tmp_path / 'cli'}"]
+    try:
+        with pytest.raises(SystemExit) as exited:
+            query_cli.main()
+    finally:
+        sys.argv = argv
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2
+    assert [line for line in err if line.startswith("error:")] == [err[-1]] and re.search(FAR_MESSAGE, err[-1])
+
+
+def test_cli_csv_hessian_columns_and_shortest_round_trip_numbers(compose_config, vector_surrogate, tmp_path):
+    vector_surrogate.save(tmp_path / "v.safetensors")
+    X = np.random.default_rng(3).uniform(size=(9, 3))
+    np.save(tmp_path / "points.npy", X)
+    cfg = compose_config("query", [f"checkpoint={tmp_path / 'v.safetensors'}", f"points={tmp_path / 'points.npy'}",
+                                   "quantities=[value,jacobian,hessian]", "plot=false", "trainer.enable_progress_bar=false"])
+    run(cfg, tmp_path / "out")
+    saved = np.load(tmp_path / "out" / "query.npz")
+    lines = (tmp_path / "out" / "query.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    hessian_names = [f"d2{o}/d{i}/d{j}" for o in "pq" for i in "abc" for j in "abc"]
+    assert header == ["a", "b", "c", "p", "q", *[f"d{o}/d{x}" for o in "pq" for x in "abc"], *hessian_names]
+    rows = list(csv.DictReader(lines))
+    assert len(rows) == 9
+    for n, row in enumerate(rows):
+        assert float(row["d2q/da/dc"]) == saved["hessian"][n, 1, 0, 2]  # exact, not just close
+        assert float(row["d2p/db/db"]) == saved["hessian"][n, 0, 1, 1]
+        np.testing.assert_array_equal([float(row[h]) for h in hessian_names], saved["hessian"][n].reshape(-1))
+        assert float(row["b"]) == X[n, 1]
+    for line in lines[1:]:
+        for text in line.split(","):
+            mantissa = re.sub(r"e.*$", "", text.lstrip("-")).replace(".", "").lstrip("0")
+            assert len(mantissa.rstrip("0") or "0") <= 17, text
+            assert text == repr(float(text)), text  # the shortest text that reads back to the same float
