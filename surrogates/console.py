@@ -61,10 +61,12 @@ class CommandOutput(Callback):
         end_job()
 
 
-def progress_bar_default() -> bool:
-    """Whether a Lightning progress bar is shown when the config leaves it open
-    (``trainer.enable_progress_bar=null``): only when stdout is a terminal. Piped or
+def show_progress_bar(setting: bool | None) -> bool:
+    """Whether a Lightning progress bar is shown for ``trainer.enable_progress_bar``: as set,
+    and when the config leaves it open (null) only when stdout is a terminal. Piped or
     redirected, its redraws would fill the log (a bar line per refresh)."""
+    if setting is not None:
+        return bool(setting)
     try:
         return sys.stdout.isatty()
     except (AttributeError, ValueError):  # replaced or closed stdout

@@ -21,7 +21,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from surrogates.console import progress_bar_default, report
+from surrogates.console import report, show_progress_bar
 from surrogates.data import SurrogateDataModule, column_stats, read_rows
 from surrogates.io import OutputError, output_folder, write_json, write_with
 from surrogates.lightning_warnings import lightning_internals_quiet
@@ -151,8 +151,6 @@ def _fit_member(
     # datamodule hands back the same one until the polish starts) rather than every polish_start
     # epochs, because it counts that period from the epoch a resumed run starts at.
     datamodule.full_batch_from_epoch = polish_start if polish else None
-    # trainer.enable_progress_bar null (the default): a bar only on a terminal, not in a piped log
-    show_bar = OmegaConf.select(cfg, "trainer.enable_progress_bar")
     with lightning_internals_quiet():  # Lightning's banners and tips come from building the trainer
         trainer: L.Trainer = instantiate(
             cfg.trainer,
@@ -161,7 +159,7 @@ def _fit_member(
             logger=_instantiate_all(cfg.get("logger")) or False,
             default_root_dir=cfg.paths.output_dir,
             reload_dataloaders_every_n_epochs=1 if polish else 0,
-            enable_progress_bar=progress_bar_default() if show_bar is None else bool(show_bar),
+            enable_progress_bar=show_progress_bar(OmegaConf.select(cfg, "trainer.enable_progress_bar")),
         )
     started = time.perf_counter()
     # Checkpoints are untrusted input: resuming never unpickles arbitrary objects.

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from surrogates.cli.common import reported_errors, set_threads
+from surrogates.console import show_progress_bar
 from surrogates.data import read_points
 from surrogates.io import write_json, write_with
 from surrogates.query import grid_points, query
@@ -74,7 +75,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     if isinstance(extrapolation, float) and np.isnan(extrapolation):
         extrapolation = "nan"  # the command line's extrapolation=nan arrives as the float NaN
     extrapolation = check_extrapolation_mode(extrapolation)
-    trainer = instantiate(cfg.trainer)
+    trainer = instantiate(cfg.trainer, enable_progress_bar=show_progress_bar(cfg.trainer.get("enable_progress_bar")))
     with warnings.catch_warnings():
         # "warn": the summary carries the message and main prints it on stderr, as one line
         warnings.simplefilter("ignore", ExtrapolationWarning)
