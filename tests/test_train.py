@@ -225,11 +225,14 @@ def _cli(args, cwd):
 
 
 def test_cli_single_run_prints_summary_and_folder(tmp_path):
-    done = _cli([*FAST, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    """In Hydra's default run folder (outputs/train/<date>/<time>), with no warning on the way."""
+    done = _cli(FAST, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "derivative error vs exact" in done.stdout
-    assert f"outputs in {tmp_path / 'run'}" in done.stdout
-    assert (tmp_path / "run" / SURROGATE_FILE).is_file()
+    assert "Warning" not in done.stderr, done.stderr[-2000:]
+    (run,) = (tmp_path / "outputs" / "train").glob("*/*")
+    assert f"outputs in {run.relative_to(tmp_path)}" in done.stdout or f"outputs in {run}" in done.stdout
+    assert (run / SURROGATE_FILE).is_file()
 
 
 def test_cli_multirun_gives_each_run_its_own_folder(tmp_path):

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
@@ -50,15 +51,18 @@ class OutputFolderCheck(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config.hydra.run.dir)
+        self._check(config, "run")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(config.hydra.sweep.dir)
+        self._check(config, "sweep")
 
     @staticmethod
-    def _check(folder: Any) -> None:
+    def _check(config: DictConfig, mode: str) -> None:
+        # the default folders name the job (${hydra:job.name}), which resolves only once the
+        # Hydra config is registered; Hydra registers the same config again when the job starts
+        HydraConfig.instance().set_config(config)
         with reported_errors():
-            check_output_folder(str(folder))
+            check_output_folder(str(config.hydra[mode].dir))
 
 
 def set_threads(threads: int | None) -> None:
