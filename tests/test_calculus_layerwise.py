@@ -8,7 +8,7 @@ from torch import nn
 
 from surrogates import calculus
 from surrogates.activations import ACTIVATIONS
-from surrogates.mlp_derivatives import check_second_derivatives
+from surrogates.calculus.layerwise import check_second_derivatives
 from surrogates.model import MLP
 
 SMOOTH = [name for name, act in ACTIVATIONS.items() if act.smooth]

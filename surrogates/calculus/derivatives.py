@@ -34,7 +34,7 @@ Common keyword arguments:
 
 Method choice (measured, see :data:`HESSIAN_METHODS`): second derivatives of the
 package's :class:`~surrogates.model.MLP` use the exact layer-wise scheme of
-:mod:`surrogates.mlp_derivatives`; every other callable uses the fastest generic
+:mod:`surrogates.calculus.layerwise`; every other callable uses the fastest generic
 autograd route. Derivatives are refused under ``torch.inference_mode``, where
 autograd records nothing and ``torch.func`` transforms can silently return zeros.
 All results are detached.
@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import jacrev, jvp, vmap
 
-from surrogates.mlp_derivatives import (
+from surrogates.calculus.layerwise import (
     LayerwiseMLP,
     Workspace,
     check_second_derivatives,
