@@ -27,13 +27,16 @@ _EXPORTS = {
     "refine_critical_points": "surrogates.active",
     "load": "surrogates.surrogate",
     "Surrogate": "surrogates.surrogate",
-    "CheckpointError": "surrogates.surrogate",
-    "ExtrapolationWarning": "surrogates.surrogate",
-    "ExtrapolationError": "surrogates.surrogate",
+    "SurrogatesError": "surrogates.errors",
+    "InputError": "surrogates.errors",
+    "DataError": "surrogates.errors",
+    "CheckpointError": "surrogates.errors",
+    "ExtrapolationError": "surrogates.errors",
+    "OutputError": "surrogates.errors",
+    "ExtrapolationWarning": "surrogates.errors",
     "CriticalPoint": "surrogates.critical",
     "CriticalPointReport": "surrogates.critical",
     "find_critical_points": "surrogates.critical",
-    "DataError": "surrogates.data",
 }
 
 if TYPE_CHECKING:
@@ -41,8 +44,16 @@ if TYPE_CHECKING:
     from surrogates.active import fit_active, refine_critical_points
     from surrogates.api import fit
     from surrogates.critical import CriticalPoint, CriticalPointReport, find_critical_points
-    from surrogates.data import DataError
-    from surrogates.surrogate import CheckpointError, ExtrapolationWarning, Surrogate, load
+    from surrogates.errors import (
+        CheckpointError,
+        DataError,
+        ExtrapolationError,
+        ExtrapolationWarning,
+        InputError,
+        OutputError,
+        SurrogatesError,
+    )
+    from surrogates.surrogate import Surrogate, load
 
 
 def __getattr__(name: str) -> Any:
@@ -69,9 +80,12 @@ __all__ = [
     "CriticalPointReport",
     "find_critical_points",
     "calculus",
-    "CheckpointError",
+    "SurrogatesError",
+    "InputError",
     "DataError",
-    "ExtrapolationWarning",
+    "CheckpointError",
     "ExtrapolationError",
+    "OutputError",
+    "ExtrapolationWarning",
 ]
 __version__ = "0.1.0"

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from surrogates.errors import DataError
 from surrogates.functions import TestFunction, get_function
 
 SAMPLERS = ("uniform", "sobol", "lhs", "grid")
@@ -33,10 +34,6 @@ MIN_SAMPLES = 10
 _CHUNK_ROWS = 1 << 16
 # Beyond this magnitude a float32 network input or target overflows in its first layer.
 _MAX_MAGNITUDE = 1e30
-
-
-class DataError(ValueError):
-    """Training or query data that cannot be used as given; the message names the place."""
 
 
 @dataclass

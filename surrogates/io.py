@@ -23,12 +23,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from surrogates.errors import OutputError
+
 #: Attempts at a fresh temporary name before giving up (names are 48 random bits).
 _TEMPORARY_NAME_ATTEMPTS = 100
-
-
-class OutputError(OSError):
-    """An output folder or file that cannot be written as asked; the message names the path."""
 
 
 def check_output_folder(path: str | os.PathLike) -> Path:

@@ -20,23 +20,12 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from surrogates import calculus
+from surrogates.errors import CheckpointError, ExtrapolationError, ExtrapolationWarning
 from surrogates.io import atomic_write
 from surrogates.critical import CriticalPoint, find_critical_points
 from surrogates.model import MLP
 
 FORMAT = "surrogates.mlp/1"  # members.<k>.<MLP state key> tensors + JSON header
-
-
-class CheckpointError(ValueError):
-    """A surrogate file that is missing, unreadable or does not describe a surrogate."""
-
-
-class ExtrapolationWarning(UserWarning):
-    """Query points outside the box of the training inputs: the surrogate is extrapolating."""
-
-
-class ExtrapolationError(ValueError):
-    """Query points outside the box of the training inputs, with ``extrapolation="error"``."""
 
 
 EXTRAPOLATION_MODES = ("warn", "error", "nan")

@@ -21,12 +21,11 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from surrogates.console import end_job
-from surrogates.data import DataError
-from surrogates.io import OutputError, check_output_folder
-from surrogates.surrogate import CheckpointError
+from surrogates.errors import SurrogatesError
+from surrogates.io import check_output_folder
 
 USER_ERRORS = (
-    DataError, CheckpointError, OutputError, ValueError, FileNotFoundError, InstantiationException, OmegaConfBaseException,
+    SurrogatesError, ValueError, FileNotFoundError, InstantiationException, OmegaConfBaseException,
 )
 
 
