@@ -10,11 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # figures are written to files; never needs a display
-
-import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 import numpy as np
 import torch
 
@@ -46,7 +43,7 @@ def _grid(lower: Sequence[float], upper: Sequence[float], resolution: int) -> tu
     return gx, gy, np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
-def _labels(ax: plt.Axes, f: Any) -> None:
+def _labels(ax: Axes, f: Any) -> None:
     names = getattr(f, "input_names", None) or ["x0", "x1"]
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
@@ -57,11 +54,11 @@ def plot_contour(
     f: Any,
     lower: Sequence[float],
     upper: Sequence[float],
-    ax: plt.Axes | None = None,
+    ax: Axes | None = None,
     resolution: int = 120,
     gradient_field: bool = True,
     arrows: int = 20,
-) -> plt.Axes:
+) -> Axes:
     """Filled contours of f over the box, with its (normalised) gradient field as arrows.
 
     Args:
@@ -74,7 +71,7 @@ def plot_contour(
         arrows: Arrows per axis.
     """
     queries = _Queries(f)
-    ax = ax if ax is not None else plt.subplots(figsize=(6.4, 5.2))[1]
+    ax = ax if ax is not None else Figure(figsize=(6.4, 5.2)).subplots()
     gx, gy, points = _grid(lower, upper, resolution)
     values = queries.value(points).reshape(gx.shape)
     filled = ax.contourf(gx, gy, values, levels=30, cmap="viridis")
@@ -96,7 +93,7 @@ def plot_hessian_eigenvalues(
     lower: Sequence[float],
     upper: Sequence[float],
     resolution: int = 80,
-) -> plt.Figure:
+) -> Figure:
     """Maps of the two Hessian eigenvalues λ₁ ≤ λ₂ over the box, with the zero level drawn.
 
     The sign pattern tells the local shape: both positive = convex (bowl), both negative =
@@ -104,7 +101,8 @@ def plot_hessian_eigenvalues(
     """
     gx, gy, points = _grid(lower, upper, resolution)
     eigenvalues = np.linalg.eigvalsh(_Queries(f).hessian(points))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    axes = fig.subplots(1, 2)
     bound = float(np.max(np.abs(eigenvalues))) or 1.0
     for k, (ax, title) in enumerate(zip(axes, ("smallest eigenvalue λ₁", "largest eigenvalue λ₂"))):
         field = eigenvalues[:, k].reshape(gx.shape)

@@ -272,7 +272,7 @@ def test_bad_input_gives_one_clear_error_and_writes_nothing(case, tmp_path, caps
 
 def test_duplicate_csv_column_names_stop_the_run_before_it_writes(compose_config, tmp_path):
     """A header ``pressure,pressure,flow,angle,yield`` used to train on the first column twice."""
-    from surrogates.data import DataError
+    from surrogates.errors import DataError
 
     rng = np.random.default_rng(0)
     rows = [",".join(f"{v:.6f}" for v in row) for row in rng.uniform(size=(40, 5))]

@@ -16,7 +16,7 @@ in every process.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import lightning as L
 import numpy as np
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
-from surrogates.lightning_warnings import lightning_internals_quiet
+from surrogates.console import lightning_internals_quiet
 from surrogates.surrogate import ExtrapolationWarning, Surrogate
 
 

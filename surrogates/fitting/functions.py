@@ -650,7 +650,7 @@ class Bump(TestFunction):
     """f(x) = exp(−‖x − c‖² / (2s²)), c = (0.3, …, 0.3), s = 0.15, on [-1, 1]^d.
 
     All its curvature sits in one small region, the case where sampling by the surrogate's
-    uncertainty (:mod:`surrogates.active`) should beat a uniform design.
+    uncertainty (:mod:`surrogates.fitting.active`) should beat a uniform design.
     """
 
     name = "bump"
