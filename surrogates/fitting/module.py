@@ -117,16 +117,6 @@ class SurrogateModule(L.LightningModule):
         polish_tolerance: float = 0.1,
     ):
         super().__init__()
-        # a config typo (model.width=abc) must name the key, not fail deep inside torch
-        for name, value in (("width", width), ("depth", depth), ("polish_epochs", polish_epochs),
-                            ("polish_iterations", polish_iterations), ("polish_patience", polish_patience)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"model.{name} must be an integer, got {value!r}")
-        for name, value in (("lr", lr), ("weight_decay", weight_decay), ("final_lr_fraction", final_lr_fraction),
-                            ("gradient_weight", gradient_weight), ("prior_weight", prior_weight),
-                            ("polish_tolerance", polish_tolerance)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ValueError(f"model.{name} must be a number, got {value!r}")
         if schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
         if polish_objective not in POLISH_OBJECTIVES:
