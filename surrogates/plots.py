@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 import numpy as np
 import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from surrogates import calculus
+from surrogates.errors import InputError
 
 
 class _Queries:
@@ -24,7 +25,7 @@ class _Queries:
     def __init__(self, f: Any):
         if hasattr(f, "hessian") and hasattr(f, "predict"):  # a Surrogate: its own (fast) queries
             if f.in_dim != 2 or f.out_dim != 1:
-                raise ValueError(f"plots need a scalar function of 2 inputs, got {f!r}")
+                raise InputError(f"plots need a scalar function of 2 inputs, got {f!r}")
             self.value, self.gradient = f.predict, f.gradient
             self.hessian = lambda X: f.hessian(X).reshape(-1, 2, 2)
         else:
@@ -36,9 +37,9 @@ class _Queries:
 def _grid(lower: Sequence[float], upper: Sequence[float], resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
     if lower.shape != (2,) or upper.shape != (2,):
-        raise ValueError(f"plots need a 2-D box, got lower {lower.shape} upper {upper.shape}")
+        raise InputError(f"plots need a 2-D box, got lower {lower.shape} upper {upper.shape}")
     if resolution < 2:
-        raise ValueError(f"resolution must be at least 2, got {resolution}")
+        raise InputError(f"resolution must be at least 2, got {resolution}")
     gx, gy = np.meshgrid(np.linspace(lower[0], upper[0], resolution), np.linspace(lower[1], upper[1], resolution))
     return gx, gy, np.stack([gx.ravel(), gy.ravel()], axis=1)
 

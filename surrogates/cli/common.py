@@ -23,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from surrogates.config import compose_config
 from surrogates.console import end_job, report, start_job
-from surrogates.errors import SurrogatesError
+from surrogates.errors import InputError, SurrogatesError
 from surrogates.fitting.train import summary_headline, train
 from surrogates.io import check_output_folder
 from surrogates.surrogate import Surrogate
@@ -88,7 +88,7 @@ def set_threads(threads: int | None) -> None:
     """
     if threads is not None:
         if int(threads) < 1:
-            raise ValueError(f"threads must be a positive integer or null, got {threads}")
+            raise InputError(f"threads must be a positive integer or null, got {threads}")
         torch.set_num_threads(int(threads))
 
 

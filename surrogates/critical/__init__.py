@@ -32,4 +32,4 @@ if TYPE_CHECKING:
     from surrogates.critical.search import find_critical_points
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = list(_EXPORTS)
+__all__ = ["KINDS", "CriticalPoint", "CriticalPointReport", "find_critical_points", "LocalRefinement", "refine_critical_points"]

@@ -17,14 +17,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 import numpy as np
 import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from torch import Tensor
 
 from surrogates import calculus
 from surrogates.critical.report import CriticalPointReport
+from surrogates.errors import InputError
 from surrogates.io import write_with
 from surrogates.surrogate import Surrogate
 
@@ -63,7 +64,7 @@ def plot_critical_points_2d(
     from surrogates.plots import plot_contour
 
     if len(report.lower) != 2:
-        raise ValueError(f"plot_critical_points_2d needs a 2-D function, the report has d = {len(report.lower)}")
+        raise InputError(f"plot_critical_points_2d needs a 2-D function, the report has d = {len(report.lower)}")
     ax = plot_contour(f, report.lower, report.upper, ax=ax, resolution=resolution, gradient_field=True)
     for kind, (marker, colour) in MARKERS.items():
         for inside in (True, False):
@@ -132,10 +133,10 @@ def plot_eigenvector_slices(
     """
     d = len(report.lower)
     if d < 2:
-        raise ValueError(f"eigenvector slices need d ≥ 2, the report has d = {d}")
+        raise InputError(f"eigenvector slices need d ≥ 2, the report has d = {d}")
     points = report.points[:max_points]
     if not points:
-        raise ValueError("the report has no critical points to slice through")
+        raise InputError("the report has no critical points to slice through")
     fn = _torch_callable(f)
     half = radius * float(np.linalg.norm(report.upper - report.lower)) / math.sqrt(d)
     grid = torch.linspace(-half, half, resolution, dtype=torch.float64)

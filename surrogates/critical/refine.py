@@ -15,7 +15,7 @@ import numpy as np
 
 from surrogates.critical.report import CriticalPoint, CriticalPointReport
 from surrogates.critical.search import find_critical_points
-from surrogates.errors import DataError
+from surrogates.errors import DataError, InputError
 from surrogates.fitting.fit import fit
 from surrogates.fitting.sampling import sample_box
 from surrogates.fitting.sources import evaluate_callable
@@ -82,14 +82,14 @@ def refine_critical_points(
     """
     lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
     if not 0 < radius <= 0.5:
-        raise ValueError(f"refine_critical_points: radius must be in (0, 0.5] (a fraction of the domain's width), got {radius}")
+        raise InputError(f"refine_critical_points: radius must be in (0, 0.5] (a fraction of the domain's width), got {radius}")
     if int(samples) != samples or samples < 2:
-        raise ValueError(f"refine_critical_points: samples must be an integer >= 2, got {samples!r}")
+        raise InputError(f"refine_critical_points: samples must be an integer >= 2, got {samples!r}")
     refinements = []
     for number, point in enumerate(points):
         start = np.asarray(point.x if isinstance(point, CriticalPoint) else point, dtype=np.float64)
         if start.shape != lower.shape:
-            raise ValueError(f"point {number} has shape {start.shape}; the domain is {lower.shape[0]}-dimensional")
+            raise InputError(f"point {number} has shape {start.shape}; the domain is {lower.shape[0]}-dimensional")
         half = radius * (upper - lower)
         local_lower, local_upper = np.maximum(start - half, lower), np.minimum(start + half, upper)
         X = sample_box(samples, local_lower, local_upper, "sobol", np.random.default_rng([seed, number]))

@@ -62,6 +62,7 @@ from surrogates.critical.classify import (
     scaled_hessian,
 )
 from surrogates.critical.report import CriticalPoint, CriticalPointReport
+from surrogates.errors import InputError
 
 __all__ = ["find_critical_points"]
 
@@ -82,13 +83,13 @@ def _box(lower: Any, upper: Any) -> tuple[Tensor, Tensor]:
         lo = torch.as_tensor(np.asarray(lower, dtype=np.float64)).reshape(-1)
         hi = torch.as_tensor(np.asarray(upper, dtype=np.float64)).reshape(-1)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"lower and upper must be numeric (d,) arrays: {err}") from None
+        raise InputError(f"lower and upper must be numeric (d,) arrays: {err}") from None
     if lo.shape != hi.shape or lo.numel() == 0:
-        raise ValueError(f"lower and upper must have the same length d ≥ 1, got {tuple(lo.shape)} and {tuple(hi.shape)}")
+        raise InputError(f"lower and upper must have the same length d ≥ 1, got {tuple(lo.shape)} and {tuple(hi.shape)}")
     if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
-        raise ValueError("lower and upper must be finite")
+        raise InputError("lower and upper must be finite")
     if not (hi > lo).all():
-        raise ValueError(f"every upper bound must exceed its lower bound, got lower={lo.tolist()} upper={hi.tolist()}")
+        raise InputError(f"every upper bound must exceed its lower bound, got lower={lo.tolist()} upper={hi.tolist()}")
     return lo, hi
 
 
@@ -106,7 +107,7 @@ def _values(f: Callable[[Tensor], Tensor], X: Tensor, chunk_size: int | None) ->
     values = calculus.value(f, X, chunk_size=chunk_size)
     if values.ndim == 2:
         if values.shape[1] != 1:
-            raise ValueError(f"critical points need a scalar f, but f returns {values.shape[1]} outputs per point")
+            raise InputError(f"critical points need a scalar f, but f returns {values.shape[1]} outputs per point")
         values = values[:, 0]
     return values
 
@@ -221,7 +222,7 @@ def find_critical_points(
     low_box, high_box = _box(lower, upper)
     for name, number in (("starts", starts), ("max_iterations", max_iterations)):
         if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-            raise ValueError(f"{name} must be a positive integer, got {number!r}")
+            raise InputError(f"{name} must be a positive integer, got {number!r}")
     for name, number in (
         ("gradient_tol", gradient_tol),
         ("dedup_tol", dedup_tol),
@@ -229,9 +230,9 @@ def find_critical_points(
         ("degenerate_merge_tol", degenerate_merge_tol),
     ):
         if not (isinstance(number, (int, float)) and math.isfinite(number) and number > 0):
-            raise ValueError(f"{name} must be a positive number, got {number!r}")
+            raise InputError(f"{name} must be a positive number, got {number!r}")
     if not (isinstance(box_margin, (int, float)) and 0 <= box_margin < 1):
-        raise ValueError(f"box_margin must be in [0, 1), got {box_margin!r}")
+        raise InputError(f"box_margin must be in [0, 1), got {box_margin!r}")
     settings = {
         "starts": starts,
         "seed": seed,

@@ -37,4 +37,4 @@ if TYPE_CHECKING:
     from surrogates.fitting.train import train
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = list(_EXPORTS)
+__all__ = ["fit", "train", "fit_active", "active_train", "query"]

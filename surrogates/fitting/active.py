@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from scipy.spatial import cKDTree
 
 from surrogates.config import compose_config
-from surrogates.errors import DataError
+from surrogates.errors import DataError, InputError
 from surrogates.fitting.sampling import sample_box
 from surrogates.fitting.sources import ArraySource, CallableSource
 from surrogates.fitting.train import SUMMARY_FILE, train
@@ -76,7 +76,7 @@ def hessian_disagreement(surrogate: Surrogate, X: np.ndarray) -> np.ndarray:
         ValueError: If ``surrogate`` is a single network (no spread to measure).
     """
     if surrogate.ensemble_size < 2:
-        raise ValueError("Hessian disagreement needs an ensemble: fit with ensemble.size >= 2")
+        raise InputError("Hessian disagreement needs an ensemble: fit with ensemble.size >= 2")
     _, std = surrogate.hessian(np.asarray(X, dtype=np.float64), return_std=True)
     return np.sqrt((std.reshape(len(X), -1) ** 2).sum(axis=1))
 
@@ -89,7 +89,7 @@ def pick_spread_out(unit_candidates: np.ndarray, scores: np.ndarray, unit_sample
     the existing design has points there; if the radius excludes too much it is halved.
     """
     if count > len(unit_candidates):
-        raise ValueError(f"cannot pick {count} points from {len(unit_candidates)} candidates")
+        raise InputError(f"cannot pick {count} points from {len(unit_candidates)} candidates")
     spacing, _ = cKDTree(unit_samples).query(unit_candidates)
     radius = 0.5 * float(np.median(spacing))
     tree = cKDTree(unit_candidates)
@@ -142,9 +142,9 @@ def active_train(
     for name, value, least in (("rounds", rounds, 0), ("batch", batch, 1), ("candidates_per_pick", candidates_per_pick, 1),
                                ("ensemble.size", size, 2)):
         if int(value) != value or value < least:
-            raise ValueError(f"active sampling: {name} must be an integer >= {least}, got {value!r}")
+            raise InputError(f"active sampling: {name} must be an integer >= {least}, got {value!r}")
     if not (hasattr(source, "evaluate") and hasattr(source, "lower")):
-        raise ValueError(
+        raise InputError(
             f"active sampling needs a data source it can call for new points (data=callable or a test function), "
             f"got {type(source).__name__}"
         )
@@ -239,7 +239,7 @@ def fit_active(
         :class:`ActiveResult` with the final ensemble, all samples, and per-round records.
     """
     if int(initial) != initial or initial < 1:
-        raise ValueError(f"fit_active: initial must be a positive integer, got {initial!r}")
+        raise InputError(f"fit_active: initial must be a positive integer, got {initial!r}")
     cfg = compose_config("train", ["data=arrays", f"ensemble.size={ensemble_size}", f"seed={seed}", *overrides])
     source = CallableSource(function, lower, upper, n_samples=initial, sampler="sobol", seed=seed)
     with contextlib.ExitStack() as stack:

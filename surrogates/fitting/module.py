@@ -54,6 +54,7 @@ import torchmetrics
 from lightning.pytorch.callbacks import Timer
 from torch import Tensor
 
+from surrogates.errors import InputError
 from surrogates.fitting.evidence import bounded_log_precision, last_layer_evidence
 from surrogates.fitting.selection import PolishSelection
 from surrogates.model import MLP
@@ -118,12 +119,12 @@ class SurrogateModule(L.LightningModule):
     ):
         super().__init__()
         if schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
+            raise InputError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
         if polish_objective not in POLISH_OBJECTIVES:
-            raise ValueError(f"unknown polish_objective {polish_objective!r}; choose one of {list(POLISH_OBJECTIVES)}")
+            raise InputError(f"unknown polish_objective {polish_objective!r}; choose one of {list(POLISH_OBJECTIVES)}")
         for name, value in (("lr", lr), ("final_lr_fraction", final_lr_fraction)):
             if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+                raise InputError(f"{name} must be positive, got {value}")
         for name, value in (
             ("weight_decay", weight_decay),
             ("polish_epochs", polish_epochs),
@@ -133,9 +134,9 @@ class SurrogateModule(L.LightningModule):
             ("polish_tolerance", polish_tolerance),
         ):
             if value < 0:
-                raise ValueError(f"{name} must be non-negative, got {value}")
+                raise InputError(f"{name} must be non-negative, got {value}")
         if polish_iterations < 1:
-            raise ValueError(f"polish_iterations must be positive, got {polish_iterations}")
+            raise InputError(f"polish_iterations must be positive, got {polish_iterations}")
         self.save_hyperparameters()
         self.net = MLP(in_dim, out_dim, width=width, depth=depth, activation=activation, dtype=dtype)
         self.automatic_optimization = False

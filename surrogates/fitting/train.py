@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from surrogates.console import lightning_internals_quiet, show_progress_bar
+from surrogates.errors import InputError
 from surrogates.fitting.datamodule import SurrogateDataModule
 from surrogates.fitting.metrics import derivative_errors, protocol_test_points
 from surrogates.fitting.module import SurrogateModule
@@ -109,15 +110,15 @@ def time_budget_seconds(max_time: Any) -> float | None:
         except ValueError:
             fields = []
         if len(fields) != 4:
-            raise ValueError(f"trainer.max_time must be seconds or 'DD:HH:MM:SS', got {max_time!r}")
+            raise InputError(f"trainer.max_time must be seconds or 'DD:HH:MM:SS', got {max_time!r}")
         seconds = timedelta(days=fields[0], hours=fields[1], minutes=fields[2], seconds=fields[3]).total_seconds()
     else:
         try:
             seconds = timedelta(**OmegaConf.to_container(max_time) if OmegaConf.is_config(max_time) else dict(max_time)).total_seconds()
         except (TypeError, ValueError):
-            raise ValueError(f"trainer.max_time must be seconds, 'DD:HH:MM:SS' or timedelta fields, got {max_time!r}") from None
+            raise InputError(f"trainer.max_time must be seconds, 'DD:HH:MM:SS' or timedelta fields, got {max_time!r}") from None
     if not seconds > 0:
-        raise ValueError(f"trainer.max_time must be positive, got {max_time!r}")
+        raise InputError(f"trainer.max_time must be positive, got {max_time!r}")
     return seconds
 
 
@@ -140,7 +141,7 @@ def _fit_member(
     )
     polish_epochs = module.hparams.polish_epochs
     if polish_epochs and cfg.trainer.max_epochs is not None and int(cfg.trainer.max_epochs) <= polish_epochs:
-        raise ValueError(
+        raise InputError(
             f"trainer.max_epochs={cfg.trainer.max_epochs} leaves no Adam epochs before the "
             f"model.polish_epochs={polish_epochs} L-BFGS epochs: max_epochs counts both phases "
             f"(e.g. trainer.max_epochs={100 + polish_epochs} for 100 Adam epochs)"
@@ -236,10 +237,10 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
     output_dir = output_folder(output_dir)
     size = int(OmegaConf.select(cfg, "ensemble.size", default=1))
     if size < 1:
-        raise ValueError(f"ensemble.size must be a positive integer, got {size}")
+        raise InputError(f"ensemble.size must be a positive integer, got {size}")
     bootstrap = bool(OmegaConf.select(cfg, "ensemble.bootstrap", default=False))
     if size > 1 and cfg.get("ckpt_path"):
-        raise ValueError("resuming from ckpt_path works for a single network, not an ensemble (ensemble.size=1)")
+        raise InputError("resuming from ckpt_path works for a single network, not an ensemble (ensemble.size=1)")
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and ckpt_path not in ("last", "best") and not Path(ckpt_path).is_file():
         raise CheckpointError(f"checkpoint to resume from (ckpt_path) {ckpt_path} does not exist")

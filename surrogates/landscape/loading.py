@@ -99,7 +99,9 @@ def load_archive(path: str | os.PathLike) -> nn.Module:
 def load_surrogate(path: str | os.PathLike) -> nn.Module:
     """The ``nn.Module`` of a surrogate saved by this package (``surrogates.load(path).model``)."""
     _existing(path, "surrogate checkpoint")
-    from surrogates.surrogate import load  # safetensors and the MLP only when a surrogate is asked for
+    from surrogates.surrogate import (
+        load,  # safetensors and the MLP only when a surrogate is asked for
+    )
 
     return load(str(path)).model
 
