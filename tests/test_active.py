@@ -31,7 +31,6 @@ def test_disagreement_is_the_frobenius_norm_of_the_members_hessian_std():
     ]).numpy()
     std = member_hessians.std(axis=0, ddof=1)
     np.testing.assert_allclose(hessian_disagreement(s, P), np.sqrt((std**2).sum(axis=(1, 2))), rtol=1e-9)
-    assert hessian_disagreement(s, P).min() > 0
 
     single = surrogates.fit(X, X[:, 0], overrides=QUIET)
     with pytest.raises(ValueError, match="needs an ensemble"):
