@@ -214,7 +214,11 @@ def test_fitted_surrogate_of_mixed_unit_inputs_reports_the_minimum():
     y = _units_bowl(torch.from_numpy(X)).numpy()
     s = surrogates.fit(X, y, input_names=["pressure", "temperature", "flow", "angle"], lower=UNITS_LOWER,
                        upper=UNITS_UPPER, overrides=[*FAST, "logger=none"])
-    points = [p for p in s.critical_points(starts=64) if p.in_domain]
+    report = s.critical_points(starts=64)
+    # the same report as the free function on the surrogate's network over its training box
+    direct = find_critical_points(s.model, s.lower, s.upper, starts=64)
+    assert type(report) is CriticalPointReport and report.table() == direct.table()
+    points = report.in_domain()
     assert [(p.kind, p.index) for p in points] == [("minimum", 0)], points
     np.testing.assert_allclose(points[0].x, UNITS_CENTRE, rtol=0.02)
     np.testing.assert_allclose(points[0].eigenvalues, np.sort(UNITS_CURVATURE), rtol=0.1)
