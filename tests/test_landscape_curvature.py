@@ -238,6 +238,8 @@ def test_parameter_subset_is_the_diagonal_block(make):
     assert torch.allclose(_dense(op), full[first:, first:], atol=1e-13, rtol=0)
     op_w = make(model, (X, Y), params="0.weight")
     assert torch.allclose(_dense(op_w), full[:24, :24], atol=1e-13, rtol=0)
+    op_b = make(model, (X, Y), params="0.bias")
+    assert torch.allclose(_dense(op_b), full[24:30, 24:30], atol=1e-13, rtol=0)
 
 
 def test_parameter_subset_against_the_reference():
@@ -371,6 +373,27 @@ def test_kfac_is_exact_on_a_single_linear_layer_with_mse(reduction):
     K = KFACOperator(model, nn.MSELoss(reduction=reduction), (X, Y), batch_size=10)
     assert torch.allclose(_dense(K), G, atol=TOL * G.abs().max(), rtol=0)
     np.testing.assert_allclose(K.eigenvalues(), np.linalg.eigvalsh(G.numpy())[::-1], atol=1e-12 * float(G.abs().max()))
+
+
+def test_kfac_of_a_strided_conv_layer_from_patches_cut_by_hand():
+    # one Conv2d (3x3, stride 2, padding 1) on 5x5 inputs is the whole net, MSE (mean over D outputs):
+    # M_i = (2/D) I, so B = T (2/D) I and A = (1/(N T)) sum of the [patch, 1] outer products
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 3, 3, stride=2, padding=1).double()
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(6, 2, 5, 5, generator=g, dtype=torch.float64)
+    Y = torch.randn(6, 3, 3, 3, generator=g, dtype=torch.float64)
+    N, T, D = 6, 9, 27
+    Xp = F.pad(X, (1, 1, 1, 1))
+    patches = [Xp[:, :, 2 * r : 2 * r + 3, 2 * c : 2 * c + 3].reshape(N, -1) for r in range(3) for c in range(3)]
+    a1 = torch.cat([torch.cat([p, torch.ones(N, 1, dtype=p.dtype)], 1) for p in patches])  # (N T, 19)
+    A = a1.T @ a1 / (N * T)
+    B = T * (2.0 / D) * torch.eye(3, dtype=torch.float64)
+    K = torch.kron(B, A)
+    d_in = 2 * 9
+    perm = [o * (d_in + 1) + j for o in range(3) for j in range(d_in)] + [o * (d_in + 1) + d_in for o in range(3)]
+    op = KFACOperator(conv, nn.MSELoss(), (X, Y), batch_size=4)
+    assert torch.allclose(_dense(op), K[np.ix_(perm, perm)], atol=1e-13, rtol=0)
 
 
 def test_kfac_is_not_exact_on_a_hidden_layer():
@@ -529,6 +552,14 @@ def test_bad_kinds_losses_and_layers_are_refused_by_name():
     twice = nn.Sequential(shared, nn.Tanh(), shared).double()
     with pytest.raises(InputError, match=r"layer '0' to run exactly once per forward pass; it ran 2 times"):
         KFACOperator(twice, nn.CrossEntropyLoss(), (X, torch.randint(0, 4, (37,)))) @ np.ones(20)
+    kfac = KFACOperator(model, nn.CrossEntropyLoss(), (X, Y), params="2.*")
+    with pytest.raises(InputError, match=r"shape \(51, 51\) but the KFAC operator \(21, 21\)"):
+        compare_top_eigenvalues(kfac, GGNOperator(model, nn.CrossEntropyLoss(), (X, Y)))
+    with pytest.raises(InputError, match="different parameters"):
+        compare_top_eigenvalues(
+            KFACOperator(model, nn.CrossEntropyLoss(), (X, Y), params=["0.bias", "2.weight"]),  # 6 + 18
+            GGNOperator(model, nn.CrossEntropyLoss(), (X, Y), params="0.weight"),  # 24
+        )
     grouped = nn.Sequential(nn.Conv2d(2, 2, 3, groups=2)).double()
     with pytest.raises(InputError, match="groups=1"):
         KFACOperator(grouped, nn.MSELoss(), (torch.zeros(3, 2, 5, 5), torch.zeros(3, 2, 3, 3)))

@@ -20,10 +20,11 @@ the batch loss weighted as in :class:`~surrogates.landscape.operator.LossCurvatu
 :math:`\\ell_i = \\frac1D\\lVert f_i - y_i\\rVert^2` with :math:`D` outputs per sample; for
 ``nn.CrossEntropyLoss()`` it is the sample's cross-entropy.
 
-Every class works on the whole batch at once. It assumes what per-sample curvature needs
-anyway: the loss is a sum of per-sample terms and output row ``i`` depends on input ``i`` only
-(no BatchNorm in train mode), so :math:`\\nabla_f` of the batch loss has row ``i`` equal to
-:math:`\\nabla_{f_i}\\ell_i` and the batch output Hessian is block diagonal.
+Every class works on the whole batch at once. :class:`LossHessian` needs nothing more (it
+differentiates the batch loss, whatever it is). The two Fishers and KFAC's factors are
+per-sample quantities: they assume the loss is a sum of per-sample terms and output row ``i``
+depends on input ``i`` only (no BatchNorm in train mode), so that row ``i`` of :math:`\\nabla_f`
+of the batch loss is :math:`\\nabla_{f_i}\\ell_i`.
 """
 
 from __future__ import annotations
