@@ -450,6 +450,9 @@ def curvature_benchmark(args, machine, nets: list[tuple[str, Any]]) -> dict[str,
         ratio = refs["kfac"] / refs["ggn"]
         rows[f"{net_name}/kfac_over_ggn"] = ratio.tolist()
         lines.append(f"{net_name:<10}KFAC/GGN top-5 eigenvalue ratios (float64): " + ", ".join(f"{r:.3f}" for r in ratio))
+        hess = HessianOperator(ex.model, ex.loss_fn, (ex.X, ex.Y))
+        rows[f"{net_name}/hessian_product_s"] = median_product_s(lambda v: hess @ v, n)
+        lines.append(f"{net_name:<10}one Hessian-vector product (same run): {rows[f'{net_name}/hessian_product_s'] * 1e3:.1f} ms")
     lines.append("")
     lines.append(
         "rel err: top-5 vs float64 eigsh (tol 1e-10) on our float64 operator (KFAC: its factors' eigenvalues); "
