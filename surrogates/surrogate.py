@@ -20,9 +20,10 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from surrogates import calculus
+from surrogates.critical.report import CriticalPoint
+from surrogates.critical.search import find_critical_points
 from surrogates.errors import CheckpointError, ExtrapolationError, ExtrapolationWarning
 from surrogates.io import atomic_write
-from surrogates.critical import CriticalPoint, find_critical_points
 from surrogates.model import MLP
 
 FORMAT = "surrogates.mlp/1"  # members.<k>.<MLP state key> tensors + JSON header
@@ -32,7 +33,7 @@ EXTRAPOLATION_MODES = ("warn", "error", "nan")
 
 # Frames in these files are skipped when an ExtrapolationWarning names its line: the warning
 # points at the user's call, however deep inside the package the domain check ran.
-_INTERNAL_FILES = {__file__, str(Path(__file__).with_name("query.py"))}
+_INTERNAL_FILES = {__file__, str(Path(__file__).parent / "fitting" / "predict.py")}
 
 
 def _user_stacklevel() -> int:

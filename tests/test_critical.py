@@ -15,17 +15,17 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import FAST
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import surrogates
-from surrogates.critical import CriticalPointReport, find_critical_points
-from surrogates.critical_plots import write_figures
-from surrogates.functions import get_function
+from surrogates.critical.plots import write_figures
+from surrogates.critical.report import CriticalPointReport
+from surrogates.critical.search import find_critical_points
+from surrogates.fitting.functions import get_function
+from surrogates.fitting.train import SURROGATE_FILE, train
 from surrogates.model import MLP
-from surrogates.training import SURROGATE_FILE, train
-
-from conftest import FAST
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -345,7 +345,7 @@ def fitted(tmp_path_factory):
 
     def _fit(name: str, overrides: list[str]):
         if name not in cache:
-            cfg = surrogates.api.compose_config("train", [*FIT, *overrides])
+            cfg = surrogates.config.compose_config("train", [*FIT, *overrides])
             cache[name] = train(cfg, output_dir=tmp_path_factory.mktemp(name)).surrogate
         return cache[name]
 
@@ -410,7 +410,7 @@ def test_convex_10d_minimum_zoomed_in_has_eigenvalues_within_2_percent(record_pr
     One global surrogate in 10-D places the minimum well (~0.02 off) but its smallest eigenvalue
     (0.256) ~13 % off (default model, 2000 samples); the local fit is what makes 2 % reachable.
     """
-    from surrogates.active import refine_critical_points
+    from surrogates.critical.refine import refine_critical_points
 
     function = get_function("convex_sines")
     X = np.random.default_rng(1).uniform(function.lower, function.upper, (2000, function.dim))

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import surrogates
-from surrogates.evidence import last_layer_evidence
-from surrogates.functions import get_function
+from surrogates.fitting.evidence import last_layer_evidence
+from surrogates.fitting.functions import get_function
 from tests.conftest import FAST
 
 POLISH = [*FAST, "model.polish_epochs=5", "model.polish_iterations=100", "trainer.max_epochs=205", "logger=none"]
@@ -109,7 +109,7 @@ def test_no_noise_estimate_without_an_evidence_polish(tmp_path):
 
 
 def test_gram_backward_matches_autograds_generic_rule():
-    from surrogates.evidence import _Gram
+    from surrogates.fitting.evidence import _Gram
 
     design = torch.randn(30, 7, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(_Gram.apply, (design,))

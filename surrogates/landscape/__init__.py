@@ -24,13 +24,19 @@ The model is never modified (parameters, ``requires_grad``, ``.grad``, train/eva
 
 from .character import CriticalCharacter, characterize
 from .density import SpectralDensity, spectral_density
-from .example import Example, bundled_example, teacher_classification
 from .exact import dense_matrix, exact_spectrum
+from .example import Example, bundled_example, teacher_classification
 from .fisher import FisherOperator
 from .ggn import GGNOperator
 from .kfac import EigenvalueComparison, KFACInverseOperator, KFACOperator, compare_top_eigenvalues
 from .lanczos import EigenResult, lanczos, refine
-from .loading import apply_state_dict, load_archive, load_arrays, load_state_dict, load_surrogate
+from .loading import (
+    apply_state_dict,
+    load_archive,
+    load_arrays,
+    load_state_dict,
+    load_surrogate,
+)
 from .operator import DenseSymmetricOperator, HessianOperator, LossCurvatureOperator, SymmetricOperator
 from .slices import (
     Slice,
