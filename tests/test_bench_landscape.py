@@ -8,10 +8,10 @@ import types
 import numpy as np
 import pytest
 import torch
-
 from conftest import load_script
-from surrogates.landscape import Example, teacher_classification
 from test_landscape_helpers import one_thread  # noqa: F401 (autouse fixture)
+
+from surrogates.landscape import Example, teacher_classification
 
 
 def _tiny_cnn():

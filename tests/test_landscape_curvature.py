@@ -14,6 +14,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_landscape_helpers import (
+    assert_unchanged,
+    classification_data,
+    one_thread,  # noqa: F401 (autouse fixture)
+    small_mlp,
+    snapshot,
+)
 from torch import nn
 from torch.func import functional_call, grad, hessian, jacrev, vmap
 
@@ -25,15 +32,7 @@ from surrogates.landscape import (
     KFACOperator,
     compare_top_eigenvalues,
     exact_spectrum,
-    lanczos,
     teacher_classification,
-)
-from test_landscape_helpers import (
-    assert_unchanged,
-    classification_data,
-    one_thread,  # noqa: F401 (autouse fixture)
-    small_mlp,
-    snapshot,
 )
 
 TOL = 1e-12
@@ -457,7 +456,8 @@ class _TinyCNN(nn.Sequential):
     def __init__(self):
         torch.manual_seed(3)
         super().__init__(
-            nn.Conv2d(1, 3, 3, padding=1), nn.Tanh(), nn.Conv2d(3, 2, 2, stride=2), nn.Tanh(), nn.Flatten(), nn.Linear(2 * 3 * 3, 3)
+            nn.Conv2d(1, 3, 3, padding=1), nn.Tanh(), nn.Conv2d(3, 2, 2, stride=2), nn.Tanh(),
+            nn.Flatten(), nn.Linear(2 * 3 * 3, 3),
         )
         self.double()
 
