@@ -11,8 +11,9 @@ and a dummy output-space vector :math:`u`, the graph of :math:`J^\\top u` (one b
 :math:`v` gives :math:`Jv` (the double-vjp trick); the middle matrix acts in output space
 (:mod:`.outputs`), and one more backward gives :math:`J^\\top(MJv)`. Both graphs do not depend
 on :math:`v`: with ``cache_graphs`` they are built once and each product costs two backward
-sweeps of the network (measured 0.7x the time of a Hessian-vector product on the 85k-parameter
-MLP of ``scripts/bench_landscape.py``, whose double backward is the costlier sweep).
+sweeps of the network; on the 85k-parameter MLP of ``scripts/bench_landscape.py`` one product
+took less time than one Hessian-vector product of the same run (whose double backward through
+the gradient graph is the costlier sweep).
 """
 
 from __future__ import annotations
