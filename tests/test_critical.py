@@ -255,9 +255,9 @@ def test_kinds_and_indices_do_not_depend_on_the_inputs_units(name, factors):
 
 def test_arguments_are_checked():
     f = get_function("quartic").value
-    with pytest.raises(ValueError, match="same length"):
+    with pytest.raises(surrogates.InputError, match="one length d ≥ 1"):
         find_critical_points(f, [0.0, 0.0], [1.0])
-    with pytest.raises(ValueError, match="must exceed"):
+    with pytest.raises(surrogates.InputError, match="must exceed"):
         find_critical_points(f, [0.0, 1.0], [1.0, 1.0])
     with pytest.raises(ValueError, match="starts must be a positive integer"):
         find_critical_points(f, [0.0, 0.0], [1.0, 1.0], starts=0)

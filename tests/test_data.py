@@ -60,7 +60,7 @@ def test_sobol_fills_space_more_evenly_than_uniform():
 def test_unknown_sampler_and_bad_box():
     with pytest.raises(DataError, match="unknown sampler 'halton'"):
         sample_box(10, [0], [1], "halton", np.random.default_rng(0))
-    with pytest.raises(DataError, match="upper bounds must exceed lower"):
+    with pytest.raises(DataError, match="every upper bound must exceed its lower bound"):
         sample_box(10, [0, 1], [1, 1], "uniform", np.random.default_rng(0))
 
 

@@ -62,6 +62,7 @@ from surrogates.critical.classify import (
     scaled_hessian,
 )
 from surrogates.critical.report import CriticalPoint, CriticalPointReport
+from surrogates.domain import check_box
 from surrogates.errors import InputError
 
 __all__ = ["find_critical_points"]
@@ -78,19 +79,9 @@ _MAX_DAMPING = 1e6
 
 
 def _box(lower: Any, upper: Any) -> tuple[Tensor, Tensor]:
-    """Validated float64 (d,) corners."""
-    try:
-        lo = torch.as_tensor(np.asarray(lower, dtype=np.float64)).reshape(-1)
-        hi = torch.as_tensor(np.asarray(upper, dtype=np.float64)).reshape(-1)
-    except (TypeError, ValueError) as err:
-        raise InputError(f"lower and upper must be numeric (d,) arrays: {err}") from None
-    if lo.shape != hi.shape or lo.numel() == 0:
-        raise InputError(f"lower and upper must have the same length d ≥ 1, got {tuple(lo.shape)} and {tuple(hi.shape)}")
-    if not (torch.isfinite(lo).all() and torch.isfinite(hi).all()):
-        raise InputError("lower and upper must be finite")
-    if not (hi > lo).all():
-        raise InputError(f"every upper bound must exceed its lower bound, got lower={lo.tolist()} upper={hi.tolist()}")
-    return lo, hi
+    """Validated float64 (d,) corners as tensors."""
+    lo, hi = check_box(lower, upper, "critical-point search box")
+    return torch.from_numpy(lo), torch.from_numpy(hi)
 
 
 def _float64(f: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from surrogates.domain import check_box
 from surrogates.errors import DataError
 
 SAMPLERS = ("uniform", "sobol", "lhs", "grid")
@@ -30,12 +31,7 @@ def sample_box(
     Returns:
         (n, d) float64 array.
     """
-    lower = np.asarray(lower, dtype=np.float64)
-    upper = np.asarray(upper, dtype=np.float64)
-    if lower.ndim != 1 or lower.shape != upper.shape:
-        raise DataError(f"box bounds must be two (d,) vectors, got {lower.shape} and {upper.shape}")
-    if not np.all(upper > lower):
-        raise DataError(f"box upper bounds must exceed lower bounds, got lower={lower} upper={upper}")
+    lower, upper = check_box(lower, upper, "sampling box", error=DataError)
     if n < 1:
         raise DataError(f"number of samples must be positive, got {n}")
     d = lower.size
