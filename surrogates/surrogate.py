@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from surrogates import calculus
+from surrogates.critical.flow import BasinReport, GradientFlow, basins, gradient_flow
 from surrogates.critical.report import CriticalPointReport
 from surrogates.critical.search import find_critical_points
 from surrogates.errors import CheckpointError, ExtrapolationError, ExtrapolationWarning, InputError
@@ -343,6 +344,50 @@ class Surrogate:
         if self.out_dim != 1:
             raise InputError(f"critical points need a scalar surrogate; this one has {self.out_dim} outputs")
         return find_critical_points(self.model, self.lower, self.upper, chunk_size=self.chunk_size, **options)
+
+    def gradient_flow(self, x0: Any, ascent: bool = False, **options: Any) -> GradientFlow:
+        """Steepest-descent (``ascent=True``: ascent) paths of f̂ (the ensemble mean) from the
+        starting points ``x0`` (N, d) or (d,), inside the training box, until each reaches a
+        critical point or leaves the box. Scalar surrogates only.
+
+        The flow is du/dt = ∓∇_u f̂ in the box's unit coordinates u = (x − lower)/(upper − lower),
+        so the inputs' units do not change the paths (:mod:`surrogates.critical.flow`).
+
+        Args:
+            x0: Starting points, numpy or torch.
+            ascent: Climb instead of descending.
+            **options: Settings of :func:`surrogates.critical.flow.gradient_flow`
+                (``gradient_tol``, ``step_tol``, ``max_step``, ``max_steps``, ``keep_paths``).
+
+        Returns:
+            A :class:`~surrogates.critical.flow.GradientFlow`: ``paths`` (one (k_i, d) array
+            per start, data units), ``ends`` (N, d), ``reasons`` (``"critical"``,
+            ``"left_domain"`` or ``"max_steps"``), ``steps``; numpy in → numpy out, torch in →
+            torch out.
+        """
+        if self.out_dim != 1:
+            raise InputError(f"gradient flows need a scalar surrogate; this one has {self.out_dim} outputs")
+        return gradient_flow(self.model, x0, self.lower, self.upper, ascent=ascent, chunk_size=self.chunk_size, **options)
+
+    def basins(self, points: int = 4096, seed: int = 0, **options: Any) -> BasinReport:
+        """Basins of attraction of f̂'s minima in the training box: the fraction of the box's
+        volume whose descent flow ends at each minimum of :meth:`critical_points`, with a
+        standard error over scrambled Sobol replicates, and the fraction that leaves the box.
+        Scalar surrogates only.
+
+        Args:
+            points: Descent flows in all (Sobol points of the box).
+            seed: Seed of the Sobol scramblings.
+            **options: Settings of :func:`surrogates.critical.flow.basins` (``minima``,
+                ``replicates``, ``grid``, ``match_tol``, ``search`` …).
+
+        Returns:
+            A :class:`~surrogates.critical.flow.BasinReport`; per minimum ``.point``,
+            ``.fraction``, ``.stderr``; ``.outside_fraction``, ``.unassigned_fraction``.
+        """
+        if self.out_dim != 1:
+            raise InputError(f"basins need a scalar surrogate; this one has {self.out_dim} outputs")
+        return basins(self.model, self.lower, self.upper, points=points, seed=seed, chunk_size=self.chunk_size, **options)
 
     # ------------------------------------------------------------------ persistence
 

@@ -2,6 +2,9 @@
 
 Writes ``critical_points.json``, ``critical_points.csv`` and figures into the run folder,
 reports a table of the points and the folder (console and the run's ``critical.log``).
+With ``basins.enabled`` it also maps the minima's basins of attraction
+(:func:`surrogates.critical.flow.basins`): ``basins.json``, ``basins.png`` for two inputs,
+and a one-line summary.
 Without ``checkpoint`` it first fits the default surrogate (the ``train`` config with ``train_overrides``) into ``<run folder>/train``.
 With ``refine.function`` (the black box) each in-domain point is zoomed in on
 (:func:`surrogates.fitting.active.refine_critical_points`); the JSON then has a ``refined`` list.
@@ -18,16 +21,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from surrogates.cli.common import load_or_train, reported_errors, set_threads
 from surrogates.console import report
-from surrogates.critical.plots import write_figures
+from surrogates.critical.flow import basins
+from surrogates.critical.plots import plot_basins_2d, write_figures
 from surrogates.critical.refine import refine_critical_points
 from surrogates.critical.report import CriticalPointReport
 from surrogates.critical.search import find_critical_points
 from surrogates.fitting.functions import FUNCTIONS, get_function
 from surrogates.fitting.train import SURROGATE_FILE
-from surrogates.io import output_folder, write_json
+from surrogates.io import output_folder, write_json, write_with
 
 JSON_FILE = "critical_points.json"
 CSV_FILE = "critical_points.csv"
+BASINS_FILE = "basins.json"
+BASINS_FIGURE = "basins.png"
 
 
 def black_box(spec: str, dim: int) -> Callable:
@@ -64,13 +70,24 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     points.write_csv(files["csv"])
     if cfg.figures:
         files.update(write_figures(surrogate, points, output_dir))
+    report(points.table())
+    if cfg.basins.enabled:
+        drained = basins(
+            surrogate.model, surrogate.lower, surrogate.upper, minima=points, points=cfg.basins.points,
+            seed=cfg.basins.seed, replicates=cfg.basins.replicates, match_tol=cfg.basins.match_tol,
+            chunk_size=cfg.search.chunk_size,
+        )
+        files["basins"] = drained.write_json(output_dir / BASINS_FILE)
+        if cfg.figures and surrogate.in_dim == 2:
+            figure = plot_basins_2d(surrogate, drained, resolution=cfg.basins.resolution).figure
+            files["basins_figure"] = write_with(output_dir / BASINS_FIGURE, lambda tmp: figure.savefig(tmp, dpi=120))
+        report(drained.summary())
     document = {
         "checkpoint": checkpoint,
         "input_names": surrogate.input_names,
         **points.to_dict(),
         "files": {name: str(path) for name, path in files.items()},
     }
-    report(points.table())
     if cfg.refine.function:
         zooms = refine_critical_points(
             black_box(cfg.refine.function, surrogate.in_dim), points.in_domain(), surrogate.lower, surrogate.upper,

@@ -2,6 +2,8 @@
 
 * d = 2: :func:`plot_critical_points_2d` — the function's contours and gradient field
   (:func:`surrogates.plots.plot_contour`) with every critical point marked by its kind.
+* d = 2: :func:`plot_basins_2d` — the basins of attraction of the minima (each cell
+  coloured by the minimum its descent flow reaches), a few flow paths, the critical points.
 * d > 2: :func:`plot_eigenvalue_spectra` — the Hessian eigenvalues of each point on a
   symmetric-log axis, with the band |λ| ≤ τ inside which an eigenvalue counts as zero;
   :func:`plot_eigenvector_slices` — f on the plane x* + a·v_min + b·v_max through each
@@ -24,12 +26,13 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from surrogates import calculus
+from surrogates.critical.flow import BasinReport, basins, gradient_flow
 from surrogates.critical.report import CriticalPointReport
 from surrogates.errors import InputError
 from surrogates.io import write_with
 from surrogates.surrogate import Surrogate
 
-__all__ = ["MARKERS", "plot_critical_points_2d", "plot_eigenvalue_spectra", "plot_eigenvector_slices", "write_figures"]
+__all__ = ["MARKERS", "plot_basins_2d", "plot_critical_points_2d", "plot_eigenvalue_spectra", "plot_eigenvector_slices", "write_figures"]
 
 #: (marker, colour) per kind.
 MARKERS = {
@@ -164,6 +167,84 @@ def plot_eigenvector_slices(
     figure.suptitle("f through each critical point along its extreme eigenvectors")
     figure.tight_layout()
     return figure
+
+
+def plot_basins_2d(
+    f: Any, report: BasinReport, ax: Axes | None = None, resolution: int = 80, flows: int = 12, seed: int = 0
+) -> Axes:
+    """Basins of attraction of a 2-D f: every cell of a grid coloured by the minimum its
+    descent flow reaches, a few flow paths, and the critical points marked by kind.
+
+    The colours come from the flows of the grid's cell centres (``report`` itself when it was
+    computed on a grid, else a ``resolution``² grid with the report's minima and settings);
+    the legend's shares are the report's (Sobol estimates ± standard error). Flows leaving
+    the box are light grey, unassigned ones dark grey.
+
+    Args:
+        f: A scalar surrogate of two inputs, or a torch callable (N, 2) → (N,).
+        report: Result of :func:`surrogates.critical.flow.basins` for f.
+        ax: Axes to draw into (default: a new figure).
+        resolution: Grid cells per axis when the report is not on a grid.
+        flows: Descent paths drawn, from scrambled Sobol starts.
+        seed: Seed of those starts.
+
+    Raises:
+        ValueError: The report is not of a 2-D function.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    if len(report.lower) != 2:
+        raise ValueError(f"plot_basins_2d needs a 2-D function, the report has d = {len(report.lower)}")
+    fn = _torch_callable(f)
+    lower, upper = report.lower, report.upper
+    on_grid = report
+    if report.grid is None:
+        settings = {key: report.settings[key] for key in ("match_tol", "gradient_tol", "step_tol", "max_step", "max_steps")}
+        on_grid = basins(fn, lower, upper, minima=report.critical_points, grid=resolution, **settings)
+    cells = on_grid.grid
+    colours = ["0.25", "0.85"] + [f"C{k % 10}" for k in range(len(report))]  # unassigned, outside, basins
+    ax = ax if ax is not None else Figure(figsize=(6.8, 5.6)).subplots()
+    extent = (lower[0], upper[0], lower[1], upper[1])
+    ax.imshow(
+        (on_grid.labels + 2).reshape(cells, cells), origin="lower", extent=extent, aspect="auto", interpolation="nearest",
+        cmap=ListedColormap(colours), vmin=-0.5, vmax=len(colours) - 0.5, alpha=0.8,
+    )
+    gx, gy = np.meshgrid(np.linspace(lower[0], upper[0], 60), np.linspace(lower[1], upper[1], 60))
+    values = calculus.value(fn, torch.as_tensor(np.stack([gx.ravel(), gy.ravel()], 1)), dtype=torch.float64)
+    ax.contour(gx, gy, values.reshape(gx.shape).numpy(), levels=15, colors="k", linewidths=0.4, alpha=0.5)
+    if flows > 0:
+        starts = lower + (upper - lower) * torch.quasirandom.SobolEngine(2, scramble=True, seed=seed).draw(flows).double().numpy()
+        for path in gradient_flow(fn, starts, lower, upper, gradient_tol=report.settings["gradient_tol"]).paths:
+            ax.plot(path[:, 0], path[:, 1], color="white", linewidth=1.2, zorder=3)
+            ax.plot(path[:1, 0], path[:1, 1], "o", color="white", markersize=3, zorder=3)
+    for kind, (marker, colour) in MARKERS.items():
+        chosen = np.array([p.x for p in report.critical_points if p.kind == kind]).reshape(-1, 2)
+        if len(chosen):
+            ax.scatter(chosen[:, 0], chosen[:, 1], marker=marker, s=90, zorder=5, linewidths=1.5, clip_on=False,
+                       facecolors=colour, edgecolors="white", label=f"{kind} ({len(chosen)})")
+
+    def share(fraction: float, stderr: float) -> str:
+        return f"{100 * fraction:.1f}" + ("" if math.isnan(stderr) else f" ± {100 * stderr:.1f}") + " %"
+
+    handles = [
+        Patch(color=colours[k + 2], label=f"({b.point.x[0]:.3g}, {b.point.x[1]:.3g}): {share(b.fraction, b.stderr)}")
+        for k, b in enumerate(report)
+    ]
+    handles.append(Patch(color=colours[1], label=f"leaves the box: {share(report.outside_fraction, report.outside_stderr)}"))
+    if report.unassigned_fraction > 0:
+        handles.append(Patch(color=colours[0], label=f"unassigned: {share(report.unassigned_fraction, report.unassigned_stderr)}"))
+    markers, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=[*handles, *markers], loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2,
+              fontsize="small", frameon=False)
+    ax.figure.subplots_adjust(bottom=0.28)
+    ax.set_xlim(lower[0], upper[0])
+    ax.set_ylim(lower[1], upper[1])
+    names = getattr(f, "input_names", None) or ["x0", "x1"]
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.set_title(f"basins of attraction of {len(report)} minima (descent in unit coordinates; white: flows)", fontsize="medium")
+    return ax
 
 
 def _save(figure: Figure, path: Path) -> Path:
