@@ -356,7 +356,7 @@ def test_bad_input_raises_input_errors():
         basins(quartic, *box, grid=0)
     with pytest.raises(InputError, match="step_tol must be a positive number"):
         gradient_flow(quartic, [[0.0, 0.0]], *box, step_tol=-1)
-    with pytest.raises(InputError, match="same length"):
+    with pytest.raises(InputError, match="one length d ≥ 1"):
         basins(quartic, [0, 0], [1])
     with pytest.raises(InputError, match="minima must be CriticalPoints"):
         basins(quartic, *box, minima=[np.zeros(2)])
