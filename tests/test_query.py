@@ -17,6 +17,7 @@ import surrogates
 from surrogates.cli import query as query_cli
 from surrogates.cli.query import run
 from surrogates.data import DataError
+from surrogates.errors import InputError
 from surrogates.model import MLP
 from surrogates.query import grid_points, query
 from surrogates.surrogate import ExtrapolationError, ExtrapolationWarning, Surrogate
@@ -59,6 +60,8 @@ def test_vector_surrogate_jacobian_and_scalar_only_quantities(vector_surrogate):
     with pytest.raises(ValueError, match=r"\['gradient'\] need a scalar surrogate"):
         query(vector_surrogate, X, ["gradient"], trainer=_trainer())
     with pytest.raises(ValueError, match="unknown quantities"):
+        query(vector_surrogate, X, ["vorticity"], trainer=_trainer())
+    with pytest.raises(InputError, match=r"\['curl'\] need a square map .* 3 inputs to 2 output"):
         query(vector_surrogate, X, ["curl"], trainer=_trainer())
 
 
