@@ -277,7 +277,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if min(args.threads, args.reps, args.seeds, args.max_points, *args.dim_list) < 1 or args.target <= 0:
         parser.error("--threads, --reps, --seeds, --max-points, --dims and --target must be positive")
     if args.quick:
-        args.dim_list, args.reps, args.seeds, args.max_points = [2, 3], 2, 3, 2**12
+        args.dim_list, args.reps, args.seeds, args.max_points = [2, 3], 2, 3, 2**11
     return args
 
 
@@ -295,10 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     emit(f"bench_calculus: {info['processor']}, {info['logical_cpus']} logical CPUs, {info['platform']}, torch {info['torch']}")
     emit(f"threads: {args.threads}; clock: {clock_name}; medians of {args.reps} interleaved rounds")
     emit()
-    emit(f"Part 1: cost relative to the Jacobian (N = {N_POINTS if not args.quick else 256}, tanh MLP "
+    n_points = N_POINTS if not args.quick else 128
+    emit(f"Part 1: cost relative to the Jacobian (N = {n_points}, tanh MLP "
          f"{DEPTH}x{WIDTH}, float64, R^d -> R^d)")
     emit(vector_header())
-    vector_rows = bench_vector(args.dim_list, N_POINTS if not args.quick else 256, args.reps, clock)
+    vector_rows = bench_vector(args.dim_list, n_points, args.reps, clock)
     lines.extend(format_vector_row(r) for r in vector_rows)
 
     counts = [2**k for k in range(6, int(math.log2(args.max_points)) + 1)]
