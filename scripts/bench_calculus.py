@@ -265,7 +265,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=7, help="timing rounds (median reported)")
     parser.add_argument("--dims", default="2,3,10,30", help="input = output dimensions of part 1")
     parser.add_argument("--seeds", type=int, default=9, help="seeds per point count in part 2 (median stderr)")
-    parser.add_argument("--max-points", type=int, default=2**21, help="largest point count of the sweep")
+    parser.add_argument("--max-points", type=int, default=2**23, help="largest point count of the sweep")
     parser.add_argument("--target", type=float, default=1e-3, help="target standard error relative to |I|")
     parser.add_argument("--quick", action="store_true", help="smoke run: d = 2, 3, small sweeps")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file (the table goes next to it as .txt)")
