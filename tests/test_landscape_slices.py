@@ -7,6 +7,13 @@ import copy
 import numpy as np
 import pytest
 import torch
+from test_landscape_helpers import (
+    assert_unchanged,
+    classification_data,
+    one_thread,  # noqa: F401 (autouse fixture)
+    small_mlp,
+    snapshot,
+)
 from torch import nn
 
 from surrogates.landscape.character import characterize
@@ -20,13 +27,6 @@ from surrogates.landscape.slices import (
     path_grid,
     random_slice,
     symmetric_grid,
-)
-from test_landscape_helpers import (
-    assert_unchanged,
-    classification_data,
-    one_thread,  # noqa: F401 (autouse fixture)
-    small_mlp,
-    snapshot,
 )
 
 

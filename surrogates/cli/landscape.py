@@ -20,11 +20,16 @@ from surrogates.io import output_folder, write_json, write_with
 from surrogates.landscape import loading
 from surrogates.landscape.character import characterize
 from surrogates.landscape.density import spectral_density
-from surrogates.landscape.example import bundled_example
 from surrogates.landscape.exact import exact_spectrum
+from surrogates.landscape.example import bundled_example
 from surrogates.landscape.lanczos import lanczos, refine
 from surrogates.landscape.operator import HessianOperator
-from surrogates.landscape.slices import accuracy, eigenvector_slice, interpolation_path, random_slice
+from surrogates.landscape.slices import (
+    accuracy,
+    eigenvector_slice,
+    interpolation_path,
+    random_slice,
+)
 from surrogates.landscape.trace import hutchpp
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, None: None}
