@@ -114,9 +114,9 @@ def test_box_integral_defaults_to_the_training_domain_with_pointwise_quantities(
 
 
 def test_a_region_outside_the_domain_warns_once_or_refuses(compose_config, scalar2, tmp_path, capsys):
-    s, path = scalar2
+    _, path = scalar2
     base = [f"checkpoint={path}", "quantities=[]", "integrate.region=ball", "integrate.center=[0.9,10]", "integrate.radius=0.5", *QUIET]
-    code, out, err = _main([*base, f"hydra.run.dir={tmp_path / 'warn'}"], capsys)
+    code, _, err = _main([*base, f"hydra.run.dir={tmp_path / 'warn'}"], capsys)
     assert code == 0
     warning_lines = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warning_lines) == 1 and "sample points of Ball(center=[0.9, 10.0], radius=0.5) lie outside" in warning_lines[0]
@@ -145,7 +145,7 @@ def test_a_region_outside_the_domain_warns_once_or_refuses(compose_config, scala
 )
 def test_bad_integrate_settings_are_one_error_line_and_nothing_written(scalar2, tmp_path, capsys, overrides, message):
     _, path = scalar2
-    code, out, err = _main([f"checkpoint={path}", "quantities=[]", *overrides, f"hydra.run.dir={tmp_path / 'run'}", *QUIET], capsys)
+    code, _, err = _main([f"checkpoint={path}", "quantities=[]", *overrides, f"hydra.run.dir={tmp_path / 'run'}", *QUIET], capsys)
     errors = [line for line in err.strip().splitlines() if line.startswith("error:")]
     assert code == 2 and errors == [err.strip().splitlines()[-1]] and message in errors[0], err
     assert not any((tmp_path / "run" / name).exists() for name in ("integrals.json", "query.json", "query.npz"))

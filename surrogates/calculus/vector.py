@@ -32,9 +32,9 @@ from torch import Tensor
 from torch.func import jvp
 
 from surrogates.calculus.derivatives import (
+    _FIRST_ORDER_CHUNK,
     Function,
     _chunk_size,
-    _FIRST_ORDER_CHUNK,
     _finish,
     _map_chunks,
     _output_width,
