@@ -4,6 +4,8 @@
     s = surrogates.fit(X, y)          # Lightning fit, Hydra configs
     s.gradient(X); s.hessian(X)       # exact autograd derivatives, in the data's units
     s.critical_points()               # minima, maxima, saddles, classified by Hessian eigenvalues
+    s.divergence(X); s.jacobian_determinant(X)   # vector calculus of square maps
+    s.integrate(surrogates.Ball([0, 0], 2.0))    # randomised QMC integral with a standard error
     surrogates.fit_active(simulate, lower, upper)              # sample a black box where the Hessian is unsure
     surrogates.refine_critical_points(simulate, points, lower, upper)  # zoom in: local fits
     s.save("model.safetensors"); s = surrogates.load("model.safetensors")
@@ -37,10 +39,16 @@ _EXPORTS = {
     "CriticalPoint": "surrogates.critical.report",
     "CriticalPointReport": "surrogates.critical.report",
     "find_critical_points": "surrogates.critical.search",
+    "Box": "surrogates.calculus.regions",
+    "Ball": "surrogates.calculus.regions",
+    "Simplex": "surrogates.calculus.regions",
+    "Indicator": "surrogates.calculus.regions",
+    "Mapped": "surrogates.calculus.regions",
 }
 
 if TYPE_CHECKING:
     from surrogates import calculus
+    from surrogates.calculus.regions import Ball, Box, Indicator, Mapped, Simplex
     from surrogates.critical.refine import refine_critical_points
     from surrogates.critical.report import CriticalPoint, CriticalPointReport
     from surrogates.critical.search import find_critical_points
@@ -69,6 +77,11 @@ __all__ = [
     "CriticalPoint",
     "CriticalPointReport",
     "find_critical_points",
+    "Box",
+    "Ball",
+    "Simplex",
+    "Indicator",
+    "Mapped",
     "calculus",
     "SurrogatesError",
     "InputError",

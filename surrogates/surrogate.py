@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from surrogates import calculus
+from surrogates.calculus import integrals, vector
 from surrogates.critical.flow import BasinReport, GradientFlow, basins, gradient_flow
 from surrogates.critical.report import CriticalPointReport
 from surrogates.critical.search import find_critical_points
@@ -185,10 +186,10 @@ class Surrogate:
         first = self.members[0]
         return batch.to(first.head.weight.device, first.dtype), restore, inside
 
-    def extrapolation_message(self, X: Any) -> str | None:
+    def extrapolation_message(self, X: Any, what: str = "query points") -> str | None:
         """How many of the points ``X`` (N, d) lie outside the training box and how far
         (in box widths, per input: distance beyond the nearer face / (upper − lower)); None if
-        all lie inside."""
+        all lie inside. ``what`` names the points in the message."""
         inside = np.atleast_1d(np.asarray(self.in_domain(X.detach().cpu() if isinstance(X, Tensor) else X)))
         batch = np.atleast_2d(np.asarray(X.detach().cpu() if isinstance(X, Tensor) else X, dtype=np.float64))
         outside = int((~inside).sum())
@@ -196,7 +197,7 @@ class Surrogate:
             return None
         width = self.upper - self.lower
         beyond = np.maximum(self.lower - batch, batch - self.upper).clip(min=0) / np.where(width > 0, width, 1.0)
-        message = f"{outside} of {len(batch)} query points lie outside the training box"
+        message = f"{outside} of {len(batch)} {what} lie outside the training box"
         if np.isnan(batch[~inside]).any():
             message += " (some have NaN coordinates)"
         if np.nanmax(beyond[~inside], initial=-np.inf) > 0:
@@ -207,15 +208,16 @@ class Surrogate:
             )
         return message + "; the surrogate is extrapolating there, its values and derivatives are not fitted to data"
 
-    def check_domain(self, X: Any, extrapolation: str = "warn") -> Any:
+    def check_domain(self, X: Any, extrapolation: str = "warn", what: str = "query points") -> Any:
         """The :meth:`in_domain` mask of ``X``, after acting on points outside the training box
         as ``extrapolation`` says: ``"warn"`` (an :class:`ExtrapolationWarning` naming the
         caller's line), ``"error"`` (raise :class:`ExtrapolationError`) or ``"nan"`` (nothing
-        here; the query methods return NaN rows for those points)."""
+        here; the query methods return NaN rows for those points). ``what`` names the points
+        in the message."""
         check_extrapolation_mode(extrapolation)
         inside = self.in_domain(X)
         if extrapolation != "nan" and not bool(inside.all()):
-            message = self.extrapolation_message(X)
+            message = self.extrapolation_message(X, what)
             if extrapolation == "error":
                 raise ExtrapolationError(
                     f"{message}; pass extrapolation='nan' for NaN there or 'warn' to evaluate anyway"
@@ -252,11 +254,15 @@ class Surrogate:
         return_std: bool,
         extrapolation: str,
         squeeze: bool = True,
+        of_mean: Callable[[Tensor], Tensor] | None = None,
     ) -> Any:
         """Evaluate ``compute(member, points)`` for every member; mean (and std) over members.
 
         The one place every query method checks the training domain (``extrapolation``: see
         :meth:`check_domain`); with ``"nan"`` every entry of an outside point's rows is NaN.
+        A quantity that is not linear in ``compute``'s result (a determinant of Jacobians)
+        passes ``of_mean``: the answer is ``of_mean`` of the members' mean — the quantity of
+        the ensemble-mean surrogate — and the std is over ``of_mean`` of each member.
         """
         if return_std and self.ensemble_size < 2:
             raise InputError("return_std needs an ensemble: train with ensemble.size=K (K ≥ 2)")
@@ -266,6 +272,9 @@ class Surrogate:
             keep = inside.to(per_member.device).view(1, -1, *[1] * (per_member.ndim - 2))
             per_member = torch.where(keep, per_member, torch.full_like(per_member, float("nan")))
         finish = (lambda r: restore(r.squeeze(1))) if squeeze and self.scalar_output else restore
+        if of_mean is not None:
+            mean = finish(of_mean(per_member.mean(dim=0)))
+            return (mean, finish(of_mean(per_member).std(dim=0))) if return_std else mean
         mean = finish(per_member.mean(dim=0))
         return (mean, finish(per_member.std(dim=0))) if return_std else mean
 
@@ -310,6 +319,99 @@ class Surrogate:
             return calculus.hvp(f, P, vectors.to(P), chunk_size=self.chunk_size)
 
         return self._query(X, compute, return_std, extrapolation)
+
+    def _check_square(self, quantity: str) -> None:
+        if self.in_dim != self.out_dim:
+            raise InputError(
+                f"{quantity} needs a square map (as many outputs as inputs); this surrogate maps "
+                f"{self.in_dim} inputs {self.input_names} to {self.out_dim} output{'s' if self.out_dim > 1 else ''} "
+                f"{self.output_names} "
+                f"(its Jacobian is (N, {self.out_dim}, {self.in_dim}))"
+            )
+
+    def _jacobian_quantity(
+        self, X: Any, quantity: str, of_jacobian: Callable[[Tensor], Tensor], return_std: bool, extrapolation: str
+    ) -> Any:
+        """A quantity of the ensemble-mean Jacobian, (N,) or (N, …); std over members' own."""
+        self._check_square(quantity)
+        compute = lambda f, P: calculus.jacobian(f, P, chunk_size=self.chunk_size)  # noqa: E731
+        return self._query(X, compute, return_std, extrapolation, squeeze=False, of_mean=of_jacobian)
+
+    def jacobian_determinant(self, X: Any, return_std: bool = False, extrapolation: str = "warn") -> Any:
+        """det ∂f̂/∂x, (N,), for a square surrogate (as many outputs as inputs).
+
+        For an ensemble, the determinant of the mean Jacobian (the ensemble-mean surrogate's);
+        ``return_std`` gives the std of the members' determinants.
+        """
+        return self._jacobian_quantity(X, "jacobian_determinant", vector.determinant_from_jacobian, return_std, extrapolation)
+
+    def log_abs_det_jacobian(self, X: Any, return_std: bool = False, extrapolation: str = "warn") -> Any:
+        """log |det ∂f̂/∂x|, (N,), via ``slogdet`` (finite where det under- or overflows)."""
+        return self._jacobian_quantity(X, "log_abs_det_jacobian", vector.log_abs_det_from_jacobian, return_std, extrapolation)
+
+    def divergence(self, X: Any, return_std: bool = False, extrapolation: str = "warn") -> Any:
+        """∇·f̂ = Σ_i ∂f̂_i/∂x_i, (N,), for a square surrogate."""
+        self._check_square("divergence")
+        compute = lambda f, P: calculus.divergence(f, P, chunk_size=self.chunk_size)  # noqa: E731
+        return self._query(X, compute, return_std, extrapolation, squeeze=False)
+
+    def curl(self, X: Any, return_std: bool = False, extrapolation: str = "warn") -> Any:
+        """Curl of f̂ for a square surrogate: (N, 3) for d = 3 (∂₂f₃ − ∂₃f₂, ∂₃f₁ − ∂₁f₃,
+        ∂₁f₂ − ∂₂f₁); otherwise (N, d, d) with entry [i, j] = ∂_i f̂_j − ∂_j f̂_i."""
+        self._check_square("curl")
+        compute = lambda f, P: calculus.curl(f, P, chunk_size=self.chunk_size)  # noqa: E731
+        return self._query(X, compute, return_std, extrapolation, squeeze=False)
+
+    def integrate(
+        self,
+        region: calculus.Region,
+        points: int = integrals.DEFAULT_POINTS,
+        seed: int = 0,
+        replicates: int = integrals.DEFAULT_REPLICATES,
+        sampler: str = "sobol",
+        extrapolation: str = "warn",
+    ) -> calculus.IntegralResult:
+        """∫_region f̂(x) dx by randomised quasi-Monte Carlo (:func:`surrogates.calculus.integrate`).
+
+        Args:
+            region: A :class:`~surrogates.Box`, ``Ball``, ``Simplex``, ``Indicator`` or
+                ``Mapped`` region of the surrogate's inputs, in data units.
+            points: Sample points in all, spread over ``replicates`` scrambled Sobol' sets.
+            seed: Seed of the scrambling.
+            replicates: Independent point sets (≥ 2); ``stderr`` comes from their spread.
+            sampler: ``"sobol"`` or ``"random"`` (plain Monte Carlo).
+            extrapolation: Sample points outside the training box, as for queries
+                (:meth:`check_domain`): ``"warn"``, ``"error"`` or ``"nan"`` (a NaN integral).
+
+        Returns:
+            :class:`~surrogates.calculus.IntegralResult`: ``value`` and ``stderr`` (floats for
+            scalar data, (m,) arrays otherwise), ``points``, ``replicates``, and for an
+            ensemble ``ensemble_std``, the std over members of their integrals on the same
+            points (the fit's uncertainty, reported apart from the sampling error).
+
+        Raises:
+            InputError: the region's dimension is not the surrogate's, or a bad
+                ``points``/``replicates``/``sampler`` or a region of zero volume.
+        """
+        if not isinstance(region, calculus.Region):
+            raise InputError(f"region must be a Box, Ball, Simplex, Indicator or Mapped region, got {type(region).__name__}")
+        if region.dim != self.in_dim:
+            raise InputError(
+                f"{region!r} is a region of R^{region.dim}, but this surrogate has {self.in_dim} inputs {self.input_names}"
+            )
+        sample = integrals.sample_region(region, points=points, seed=seed, replicates=replicates, sampler=sampler)
+        X = sample.points[sample.active]
+        inside = self.check_domain(X, extrapolation, what=f"sample points of {region!r}")
+        first = self.members[0]
+        batch = X.to(first.head.weight.device, first.dtype)
+        values = torch.stack([calculus.value(m, batch, chunk_size=self.chunk_size) for m in self.members])
+        values = values.to(torch.float64).cpu()
+        if extrapolation == "nan" and not bool(inside.all()):
+            values[:, ~inside] = float("nan")
+        if self.scalar_output:
+            values = values[..., 0]
+        per_member = torch.stack([sample.estimates(v) for v in values])
+        return calculus.IntegralResult.from_estimates(per_member.mean(dim=0), sample.weights.numel(), per_member)
 
     def taylor(self, x0: Any) -> calculus.TaylorModel:
         """Second-order Taylor model of f̂ (the ensemble mean) around the single point ``x0`` (d,).

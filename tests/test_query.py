@@ -16,7 +16,7 @@ import torch
 import surrogates
 from surrogates.cli import query as query_cli
 from surrogates.cli.query import run
-from surrogates.errors import DataError
+from surrogates.errors import DataError, InputError
 from surrogates.fitting.predict import grid_points, query
 from surrogates.model import MLP
 from surrogates.surrogate import ExtrapolationError, ExtrapolationWarning, Surrogate
@@ -59,6 +59,8 @@ def test_vector_surrogate_jacobian_and_scalar_only_quantities(vector_surrogate):
     with pytest.raises(ValueError, match=r"\['gradient'\] need a scalar surrogate"):
         query(vector_surrogate, X, ["gradient"], trainer=_trainer())
     with pytest.raises(ValueError, match="unknown quantities"):
+        query(vector_surrogate, X, ["vorticity"], trainer=_trainer())
+    with pytest.raises(InputError, match=r"\['curl'\] need a square map .* 3 inputs to 2 output"):
         query(vector_surrogate, X, ["curl"], trainer=_trainer())
 
 

@@ -1,4 +1,5 @@
-"""``surrogates-query``: derivatives of a fitted surrogate at points from a file or a grid."""
+"""``surrogates-query``: derivatives of a fitted surrogate at points from a file or a grid, and
+its integrals over a region (the ``integrate`` section, :mod:`surrogates.cli.integrals`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from surrogates.cli.common import load_or_train, reported_errors, set_threads
+from surrogates.cli.integrals import format_integral, integral_summary, region_from_config
 from surrogates.console import show_progress_bar
+from surrogates.errors import InputError
 from surrogates.fitting.files import read_points
 from surrogates.fitting.predict import grid_points, query
 from surrogates.io import write_json, write_with
@@ -42,6 +45,13 @@ def _csv_columns(surrogate, X: np.ndarray, results: dict[str, np.ndarray]) -> tu
             names += [f"hessian_eigenvalue_{k}" for k in range(array.shape[-1])]
         elif quantity == "hessian":
             names += [f"d2{o}/d{xi}/d{xj}" for o in outputs for xi in inputs for xj in inputs]
+        elif quantity in ("jacobian_determinant", "log_abs_det_jacobian", "divergence"):
+            names.append(quantity)
+        elif quantity == "curl" and len(inputs) == 3:  # component i: ∂_j f_k − ∂_k f_j, (i, j, k) cyclic
+            names += [f"d{outputs[(i + 2) % 3]}/d{inputs[(i + 1) % 3]}-d{outputs[(i + 1) % 3]}/d{inputs[(i + 2) % 3]}"
+                      for i in range(3)]
+        elif quantity == "curl":  # entry [i, j] = ∂_i f_j − ∂_j f_i
+            names += [f"d{oj}/d{xi}-d{oi}/d{xj}" for xi, oi in zip(inputs, outputs) for xj, oj in zip(inputs, outputs)]
         else:
             raise ValueError(f"no CSV columns defined for quantity {quantity!r}")
         columns.append(array.reshape(len(X), -1))
@@ -60,53 +70,71 @@ def _write_csv(path: Path, names: list[str], table: np.ndarray) -> None:
 
 
 def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
-    """Load (or train) the surrogate, query it, write query.npz / query.csv / figures, return a summary."""
+    """Load (or train) the surrogate, query it, integrate it, write query.npz / query.csv /
+    integrals.json / figures, return a summary."""
     output_dir = Path(output_dir)
     surrogate = load_or_train(cfg.checkpoint, output_dir, OmegaConf.to_container(cfg.train_overrides, resolve=True))
-    if cfg.points is not None:
-        X = read_points(cfg.points, surrogate.input_names, cfg.points_key)
-    else:
-        lower = surrogate.lower if cfg.grid.lower is None else np.asarray(cfg.grid.lower, dtype=np.float64)
-        upper = surrogate.upper if cfg.grid.upper is None else np.asarray(cfg.grid.upper, dtype=np.float64)
-        counts = OmegaConf.to_object(cfg.grid.counts) if OmegaConf.is_list(cfg.grid.counts) else cfg.grid.counts
-        X = grid_points(lower, upper, counts)
+    region = region_from_config(cfg.get("integrate"), surrogate)  # a bad region fails before any work
+    quantities = list(cfg.quantities)
+    if not quantities and region is None:
+        raise InputError("nothing to compute: quantities=[] and no integrate.region")
     extrapolation = cfg.get("extrapolation", "warn")
     if isinstance(extrapolation, float) and np.isnan(extrapolation):
         extrapolation = "nan"  # the command line's extrapolation=nan arrives as the float NaN
     extrapolation = check_extrapolation_mode(extrapolation)
-    trainer = instantiate(cfg.trainer, enable_progress_bar=show_progress_bar(cfg.trainer.get("enable_progress_bar")))
-    with warnings.catch_warnings():
-        # "warn": the summary carries the message and main prints it on stderr, as one line
-        warnings.simplefilter("ignore", ExtrapolationWarning)
-        results = query(surrogate, X, list(cfg.quantities), trainer=trainer, batch_size=cfg.batch_size,
-                        extrapolation=extrapolation)
-    inside = surrogate.in_domain(X)
+    integral = None if region is None else integral_summary(surrogate, region, cfg.integrate, extrapolation)
     summary = {
         "surrogate": repr(surrogate),
-        "points": int(len(X)),
-        "outside_training_domain": int((~inside).sum()),
+        "points": 0,
+        "outside_training_domain": 0,
         "extrapolation": extrapolation,
-        "extrapolation_message": surrogate.extrapolation_message(X),
-        "quantities": {q: list(a.shape) for q, a in results.items()},
+        "extrapolation_message": None,
+        "quantities": {},
+        "integral": integral,
         "files": {},
-        "writer": trainer.is_global_zero,
+        "writer": True,
     }
-    if not trainer.is_global_zero:
-        return summary  # DDP: every process holds the whole result; only global rank 0 writes it
+    files: dict[str, Path] = {}
+    if quantities:
+        if cfg.points is not None:
+            X = read_points(cfg.points, surrogate.input_names, cfg.points_key)
+        else:
+            lower = surrogate.lower if cfg.grid.lower is None else np.asarray(cfg.grid.lower, dtype=np.float64)
+            upper = surrogate.upper if cfg.grid.upper is None else np.asarray(cfg.grid.upper, dtype=np.float64)
+            counts = OmegaConf.to_object(cfg.grid.counts) if OmegaConf.is_list(cfg.grid.counts) else cfg.grid.counts
+            X = grid_points(lower, upper, counts)
+        trainer = instantiate(cfg.trainer, enable_progress_bar=show_progress_bar(cfg.trainer.get("enable_progress_bar")))
+        with warnings.catch_warnings():
+            # "warn": the summary carries the message and main prints it on stderr, as one line
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+            results = query(surrogate, X, quantities, trainer=trainer, batch_size=cfg.batch_size,
+                            extrapolation=extrapolation)
+        inside = surrogate.in_domain(X)
+        summary.update(
+            points=int(len(X)),
+            outside_training_domain=int((~inside).sum()),
+            extrapolation_message=surrogate.extrapolation_message(X),
+            quantities={q: list(a.shape) for q, a in results.items()},
+            writer=trainer.is_global_zero,
+        )
+        if not trainer.is_global_zero:
+            return summary  # DDP: every process holds the whole result; only global rank 0 writes it
 
-    files = {"npz": output_dir / "query.npz", "csv": output_dir / "query.csv"}
-    write_with(files["npz"], lambda p: np.savez(p, X=X, in_domain=inside, **results))
-    names, table = _csv_columns(surrogate, X, results)
-    write_with(files["csv"], lambda p: _write_csv(p, names, table))
-    if cfg.plot and surrogate.in_dim == 2 and surrogate.out_dim == 1:
-        from surrogates.plots import plot_contour, plot_hessian_eigenvalues
+        files = {"npz": output_dir / "query.npz", "csv": output_dir / "query.csv"}
+        write_with(files["npz"], lambda p: np.savez(p, X=X, in_domain=inside, **results))
+        names, table = _csv_columns(surrogate, X, results)
+        write_with(files["csv"], lambda p: _write_csv(p, names, table))
+        if cfg.plot and surrogate.in_dim == 2 and surrogate.out_dim == 1:
+            from surrogates.plots import plot_contour, plot_hessian_eigenvalues
 
-        lower, upper = X.min(axis=0), X.max(axis=0)
-        if np.all(upper > lower):
-            ax = plot_contour(surrogate, lower, upper)
-            files["contour"] = write_with(output_dir / "contour.png", lambda p: ax.figure.savefig(p, dpi=120))
-            fig = plot_hessian_eigenvalues(surrogate, lower, upper)
-            files["hessian_eigenvalues"] = write_with(output_dir / "hessian_eigenvalues.png", lambda p: fig.savefig(p, dpi=120))
+            lower, upper = X.min(axis=0), X.max(axis=0)
+            if np.all(upper > lower):
+                ax = plot_contour(surrogate, lower, upper)
+                files["contour"] = write_with(output_dir / "contour.png", lambda p: ax.figure.savefig(p, dpi=120))
+                fig = plot_hessian_eigenvalues(surrogate, lower, upper)
+                files["hessian_eigenvalues"] = write_with(output_dir / "hessian_eigenvalues.png", lambda p: fig.savefig(p, dpi=120))
+    if integral is not None:
+        files["integrals"] = write_json(output_dir / "integrals.json", integral)
     summary["files"] = {k: str(v) for k, v in files.items()}
     write_json(output_dir / "query.json", {k: v for k, v in summary.items() if k != "writer"})
     return summary
@@ -119,7 +147,7 @@ def main(cfg: DictConfig) -> None:
         summary = run(cfg, HydraConfig.get().runtime.output_dir)
     if not summary["writer"]:
         return
-    print(f"{summary['surrogate']}: {summary['points']} points", end="")
+    print(summary["surrogate"] + (f": {summary['points']} points" if summary["quantities"] else ""), end="")
     if summary["outside_training_domain"]:
         done = "NaN in the results" if summary["extrapolation"] == "nan" else "extrapolated"
         print(f" ({summary['outside_training_domain']} outside the training domain: {done})", end="")
@@ -127,6 +155,12 @@ def main(cfg: DictConfig) -> None:
     if summary["extrapolation_message"] and summary["extrapolation"] == "warn":
         print(f"warning: {summary['extrapolation_message']} (extrapolation=nan gives NaN there, "
               "extrapolation=error refuses)", file=sys.stderr)
+    integral = summary["integral"]
+    if integral is not None:
+        print(f"  {format_integral(integral)}")
+        if integral["extrapolation_message"] and integral["extrapolation"] == "warn":
+            print(f"warning: {integral['extrapolation_message']} (extrapolation=nan gives a NaN integral, "
+                  "extrapolation=error refuses)", file=sys.stderr)
     for quantity, shape in summary["quantities"].items():
         print(f"  {quantity:<20} {tuple(shape)}")
     for kind, path in summary["files"].items():

@@ -40,7 +40,14 @@ QUANTITIES: dict[str, Callable[[Surrogate, Tensor], Tensor]] = {
     "hessian": Surrogate.hessian,
     "laplacian": Surrogate.laplacian,
     "hessian_eigenvalues": _hessian_eigenvalues,
+    "jacobian_determinant": Surrogate.jacobian_determinant,
+    "log_abs_det_jacobian": Surrogate.log_abs_det_jacobian,
+    "divergence": Surrogate.divergence,
+    "curl": Surrogate.curl,
 }
+
+#: Quantities of square maps only (as many outputs as inputs).
+SQUARE_ONLY = ("jacobian_determinant", "log_abs_det_jacobian", "divergence", "curl")
 
 
 def check_quantities(surrogate: Surrogate, quantities: Sequence[str]) -> list[str]:
@@ -53,6 +60,12 @@ def check_quantities(surrogate: Surrogate, quantities: Sequence[str]) -> list[st
         scalar_only = [q for q in quantities if q in ("gradient", "hessian_eigenvalues")]
         if scalar_only:
             raise InputError(f"{scalar_only} need a scalar surrogate; this one has {surrogate.out_dim} outputs (use jacobian)")
+    square_only = [q for q in quantities if q in SQUARE_ONLY]
+    if square_only and surrogate.in_dim != surrogate.out_dim:
+        raise InputError(
+            f"{square_only} need a square map (as many outputs as inputs); this surrogate maps "
+            f"{surrogate.in_dim} inputs to {surrogate.out_dim} output(s)"
+        )
     return quantities
 
 
