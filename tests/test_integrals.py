@@ -160,10 +160,10 @@ def test_package_root_exports_the_regions():
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda: calculus.Box([0, 1], [1, 1]), r"Box has zero volume: lower = upper on axis \[1\]"),
-        (lambda: calculus.Box([0, 0], [1, -1]), "Box needs upper ≥ lower"),
-        (lambda: calculus.Box([0, 0], [1, 1, 1]), "same length, got 2 and 3"),
-        (lambda: calculus.Box([0, float("nan")], [1, 1]), "Box lower must be finite"),
+        (lambda: calculus.Box([0, 1], [1, 1]), r"Box region: every upper bound must exceed its lower bound \(zero or negative width on axes \[1\]\)"),
+        (lambda: calculus.Box([0, 0], [1, -1]), r"Box region: .*negative width on axes \[1\]"),
+        (lambda: calculus.Box([0, 0], [1, 1, 1]), r"one length d ≥ 1, got shapes \(2,\) and \(3,\)"),
+        (lambda: calculus.Box([0, float("nan")], [1, 1]), "Box region: lower and upper must be finite"),
         (lambda: calculus.Ball([0, 0], 0.0), "Ball has zero volume: radius 0"),
         (lambda: calculus.Ball([0, 0], -1.0), "Ball radius must be positive"),
         (lambda: calculus.Simplex([[0, 0], [1, 1], [2, 2]]), "Simplex has zero volume: .* affinely dependent"),

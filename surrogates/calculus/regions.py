@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from surrogates.calculus.vector import jacobian_determinant
+from surrogates.domain import check_box
 from surrogates.errors import InputError
 
 __all__ = ["Region", "Box", "Ball", "Simplex", "Indicator", "Mapped"]
@@ -77,25 +78,13 @@ class Box(Region):
         upper: (d,) upper corner.
 
     Raises:
-        InputError: the corners are not finite vectors of one length, upper < lower, or
-            upper = lower on an axis (zero volume).
+        InputError: the corners are not finite vectors of one length, or upper ≤ lower on an
+            axis (upper = lower: zero volume); see :func:`surrogates.domain.check_box`.
     """
 
     def __init__(self, lower: Any, upper: Any):
-        self.lower = _vector(lower, "lower", "Box")
-        self.upper = _vector(upper, "upper", "Box")
-        if self.lower.shape != self.upper.shape:
-            raise InputError(
-                f"Box lower and upper must have the same length, got {self.lower.size} and {self.upper.size}"
-            )
-        if np.any(self.upper < self.lower):
-            raise InputError(f"Box needs upper ≥ lower, got lower {self.lower.tolist()}, upper {self.upper.tolist()}")
-        flat = np.flatnonzero(self.upper == self.lower).tolist()
-        if flat:
-            raise InputError(
-                f"Box has zero volume: lower = upper on axis {flat} ({self.lower.tolist()}); "
-                "an integral over it is zero — give it a width on every axis"
-            )
+        # zero width on an axis is zero volume, an integral of zero: refused like a reversed box
+        self.lower, self.upper = check_box(lower, upper, "Box region")
         self.dim = self.cube_dim = self.lower.size
         self.volume = float(np.prod(self.upper - self.lower))
 
