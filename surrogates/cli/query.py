@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from surrogates.cli.common import load_or_train, reported_errors, set_threads
-from surrogates.console import show_progress_bar
+from surrogates.console import report, show_progress_bar, warn
 from surrogates.fitting.files import read_points
 from surrogates.fitting.predict import grid_points, query
 from surrogates.io import write_json, write_with
@@ -60,7 +59,8 @@ def _write_csv(path: Path, names: list[str], table: np.ndarray) -> None:
 
 
 def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
-    """Load (or train) the surrogate, query it, write query.npz / query.csv / figures, return a summary."""
+    """Load (or train) the surrogate, query it, write query.npz / query.csv / figures, report
+    what was written (rank 0 of a multi-process run only) and return a summary."""
     output_dir = Path(output_dir)
     surrogate = load_or_train(cfg.checkpoint, output_dir, OmegaConf.to_container(cfg.train_overrides, resolve=True))
     if cfg.points is not None:
@@ -109,28 +109,30 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
             files["hessian_eigenvalues"] = write_with(output_dir / "hessian_eigenvalues.png", lambda p: fig.savefig(p, dpi=120))
     summary["files"] = {k: str(v) for k, v in files.items()}
     write_json(output_dir / "query.json", {k: v for k, v in summary.items() if k != "writer"})
+    _report_summary(summary)
     return summary
+
+
+def _report_summary(summary: dict[str, Any]) -> None:
+    """What was queried and where it went (:func:`~surrogates.console.report`: console and the
+    run's ``query.log``); extrapolated points as a warning (stderr and the log)."""
+    headline = f"{summary['surrogate']}: {summary['points']} points"
+    if summary["outside_training_domain"]:
+        done = "NaN in the results" if summary["extrapolation"] == "nan" else "extrapolated"
+        headline += f" ({summary['outside_training_domain']} outside the training domain: {done})"
+    if summary["extrapolation_message"] and summary["extrapolation"] == "warn":
+        warn(f"{summary['extrapolation_message']} (extrapolation=nan gives NaN there, extrapolation=error refuses)")
+    lines = [headline]
+    lines += [f"  {quantity:<20} {tuple(shape)}" for quantity, shape in summary["quantities"].items()]
+    lines += [f"  {kind:<20} {path}" for kind, path in summary["files"].items()]
+    report("\n".join(lines))
 
 
 @hydra.main(version_base="1.3", config_path="pkg://surrogates.configs", config_name="query")
 def main(cfg: DictConfig) -> None:
     with reported_errors():
         set_threads(cfg.threads)
-        summary = run(cfg, HydraConfig.get().runtime.output_dir)
-    if not summary["writer"]:
-        return
-    print(f"{summary['surrogate']}: {summary['points']} points", end="")
-    if summary["outside_training_domain"]:
-        done = "NaN in the results" if summary["extrapolation"] == "nan" else "extrapolated"
-        print(f" ({summary['outside_training_domain']} outside the training domain: {done})", end="")
-    print()
-    if summary["extrapolation_message"] and summary["extrapolation"] == "warn":
-        print(f"warning: {summary['extrapolation_message']} (extrapolation=nan gives NaN there, "
-              "extrapolation=error refuses)", file=sys.stderr)
-    for quantity, shape in summary["quantities"].items():
-        print(f"  {quantity:<20} {tuple(shape)}")
-    for kind, path in summary["files"].items():
-        print(f"  {kind:<20} {path}")
+        run(cfg, HydraConfig.get().runtime.output_dir)
 
 
 if __name__ == "__main__":
