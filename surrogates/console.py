@@ -1,13 +1,14 @@
-"""What the user sees while the package works: :func:`report`, :func:`show_progress_bar`,
-:func:`lightning_internals_quiet`.
+"""What the user sees while the package works: :func:`report`, :func:`warn`,
+:func:`show_progress_bar`, :func:`lightning_internals_quiet`.
 
 Under a command (a Hydra job, from :func:`start_job` to :func:`end_job`, called by the Hydra
 callback :class:`surrogates.cli.common.CommandOutput`) a report goes
 through the logger :data:`REPORT_LOGGER`, which configs/hydra/default.yaml gives two handlers:
 the console (stdout, the bare text) and the job's log file in the run folder (``train.log``,
-``critical.log``, ``landscape.log``, with a timestamp). It does not propagate, so the console
-shows it once. Outside a command's job (a test, a notebook calling a command's ``run``) it is
-printed.
+``query.log``, ``critical.log``, ``landscape.log``, with a timestamp); a warning goes through
+:data:`WARNING_LOGGER`, to stderr as ``warning: …`` and into the same log file. Neither
+propagates, so the console shows each once. Outside a command's job (a test, a notebook
+calling a command's ``run``) a report is printed and a warning printed on stderr.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 REPORT_LOGGER = "surrogates.report"
+WARNING_LOGGER = "surrogates.warning"
 
 _report = logging.getLogger(REPORT_LOGGER)
+_warning = logging.getLogger(WARNING_LOGGER)
 _job: ExitStack | None = None  # set while a command's job runs
 
 
@@ -33,8 +36,17 @@ def report(text: str) -> None:
         print(text)
 
 
+def warn(text: str) -> None:
+    """Show ``text`` as ``warning: text`` on stderr (something the user should check, such as
+    extrapolated query points) and keep it in the job's log."""
+    if _job is not None and _warning.handlers:
+        _warning.warning(text)
+    else:
+        print(f"warning: {text}", file=sys.stderr)
+
+
 def start_job() -> None:
-    """From here on :func:`report` logs, and Lightning's banners and tips are dropped
+    """From here on :func:`report` and :func:`warn` log, and Lightning's banners and tips are dropped
     (:func:`lightning_internals_quiet`)."""
     global _job
     end_job()  # a job that ended by sys.exit never reached on_job_end
@@ -43,7 +55,7 @@ def start_job() -> None:
 
 
 def end_job() -> None:
-    """Undo :func:`start_job`: the logging filters come off, :func:`report` prints again."""
+    """Undo :func:`start_job`: the logging filters come off, :func:`report` and :func:`warn` print again."""
     global _job
     if _job is not None:
         job, _job = _job, None

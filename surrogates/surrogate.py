@@ -30,6 +30,9 @@ from surrogates.model import MLP
 
 FORMAT = "surrogates.mlp/1"  # members.<k>.<MLP state key> tensors + JSON header
 
+#: The name of the surrogate file in a training run's folder.
+SURROGATE_FILE = "surrogate.safetensors"
+
 
 EXTRAPOLATION_MODES = ("warn", "error", "nan")
 
@@ -530,11 +533,20 @@ class Surrogate:
     def load(cls, path: str | Path) -> "Surrogate":
         """Read a surrogate written by :meth:`save`. Never unpickles: safe on untrusted files.
 
+        Args:
+            path: A surrogate file, or a training run's folder holding one
+                (:data:`SURROGATE_FILE`, ``surrogate.safetensors``).
+
         Raises:
-            CheckpointError: the file is missing, is not a surrogate file, or its weights do not
-                match the architecture it declares.
+            CheckpointError: the file is missing, is a folder without a surrogate file, is
+                not a surrogate file (a torch or Lightning file is named as such, with what
+                to give instead), or its weights do not match the architecture it declares.
         """
         path = Path(path).expanduser()
+        if path.is_dir():
+            if not (path / SURROGATE_FILE).is_file():
+                raise CheckpointError(_folder_without_surrogate(path))
+            path = path / SURROGATE_FILE
         if not path.is_file():
             raise CheckpointError(f"surrogate file {path} does not exist")
         try:
@@ -544,14 +556,10 @@ class Surrogate:
                 header = handle.metadata() or {}
             tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-            hint = ""
-            with open(path, "rb") as raw:
-                if raw.read(2) == b"PK":
-                    hint = (
-                        " It looks like a torch/Lightning training checkpoint (used to resume training); "
-                        "load the surrogate file written next to it (surrogate.safetensors) instead."
-                    )
-            raise CheckpointError(f"{path} is not a readable surrogate file: {err}.{hint}") from None
+            torch_file = _torch_file_message(path)
+            if torch_file:
+                raise CheckpointError(torch_file) from None
+            raise CheckpointError(f"{path} is not a readable surrogate file: {err}") from None
         if "surrogates" not in header:
             raise CheckpointError(f"{path} is a safetensors file but not a surrogate (no 'surrogates' header)")
         try:
@@ -578,5 +586,83 @@ class Surrogate:
 
 
 def load(path: str | Path) -> Surrogate:
-    """Load a surrogate saved with :meth:`Surrogate.save` (see :meth:`Surrogate.load`)."""
+    """Load a surrogate saved with :meth:`Surrogate.save`, from its file or its training run's
+    folder (see :meth:`Surrogate.load`)."""
     return Surrogate.load(path)
+
+
+# ------------------------------------------------------------------- what a wrong path is
+
+#: Keys of the dict in a Lightning training checkpoint (lightning/pytorch/trainer/connectors/checkpoint_connector.py).
+_LIGHTNING_KEYS = {"pytorch-lightning_version", "optimizer_states", "loops"}
+
+
+def _folder_without_surrogate(folder: Path) -> str:
+    """The message for a folder given where a surrogate file was expected, saying what it is."""
+    checkpoints = folder / "checkpoints"
+    if folder.name.startswith("member") and (folder.parent / SURROGATE_FILE).is_file():
+        return (f"{folder} is one member's folder of an ensemble; its surrogate (all members) is "
+                f"{folder.parent / SURROGATE_FILE}")
+    if checkpoints.is_dir() and any(checkpoints.glob("*.ckpt")):
+        last = checkpoints / "last.ckpt"
+        return (f"{folder} is a training run's folder without {SURROGATE_FILE}: the run did not finish "
+                f"(its Lightning checkpoints are in {checkpoints}); finish it with "
+                f"surrogates-train ckpt_path={last if last.is_file() else checkpoints / '<name>.ckpt'}")
+    return (f"{folder} is a folder, not a surrogate file, and holds no {SURROGATE_FILE} (the file a "
+            "surrogates-train run writes into its run folder); give that file or its run folder")
+
+
+def _pickle_strings(path: Path) -> set[str] | None:
+    """The strings in a ``torch.save`` file's pickle — parsed with :mod:`pickletools`, which
+    reads opcodes and never runs them — or None when the file is no torch/pickle file.
+
+    A zip (torch's format since 1.6) holds the pickle as ``…/data.pkl``; an older file is a
+    sequence of pickles whose first holds only a magic number, so its set is empty.
+    """
+    import pickletools
+    import zipfile
+
+    try:
+        if not zipfile.is_zipfile(path):
+            with open(path, "rb") as raw:
+                head = raw.read(1 << 16)
+            try:
+                list(pickletools.genops(head))  # up to the first pickle's STOP
+            except ValueError:
+                return None
+            return set()
+        with zipfile.ZipFile(path) as archive:
+            names = [name for name in archive.namelist() if name.endswith("data.pkl")]
+            if not names:
+                return None  # some other zip
+            data = archive.read(names[0])
+    except (OSError, zipfile.BadZipFile):
+        return None
+    strings: set[str] = set()
+    try:
+        for opcode, argument, _ in pickletools.genops(data):
+            if isinstance(argument, str) and "UNICODE" in opcode.name:
+                strings.add(argument)
+    except ValueError:  # a damaged pickle: what it said up to there
+        pass
+    return strings
+
+
+def _torch_file_message(path: Path) -> str | None:
+    """For a Lightning checkpoint or another ``torch.save`` file given as a surrogate: what it
+    is and what to give instead; None for any other file."""
+    strings = _pickle_strings(path)
+    if strings is None:
+        return None
+    if strings & _LIGHTNING_KEYS:
+        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        message = (f"{path} is a Lightning training checkpoint, not a surrogate file: it resumes a fit "
+                   f"(surrogates-train ckpt_path={path}).")
+        if (run / SURROGATE_FILE).is_file():
+            return message + f" The surrogate its run wrote is {run / SURROGATE_FILE}"
+        return message + (f" Its run folder {run} holds no {SURROGATE_FILE} yet (the run did not finish): "
+                          "resume it to get one")
+    return (f"{path} is a torch.save file (a PyTorch state dict or other pickled object), not a surrogate file: "
+            f"give the {SURROGATE_FILE} a surrogates-train run writes (or Surrogate.save). To study that "
+            f"network's loss landscape instead: surrogates-landscape network.model={{_target_: …}} "
+            f"network.state_dict={path}")

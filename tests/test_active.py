@@ -90,7 +90,7 @@ def test_bad_settings_and_a_misbehaving_black_box_are_named():
 def test_fit_checks_the_box_it_is_given():
     X = np.random.default_rng(0).uniform(-1, 1, (50, 2))
     X[[4, 9]] = 1.5
-    with pytest.raises(DataError, match=r"rows 4, 9 lie outside"):
+    with pytest.raises(DataError, match=r"inputs in row\(s\) 4, 9 \(0-based\) lie outside"):
         surrogates.fit(X, X[:, 0], lower=[-1, -1], upper=[1, 1], overrides=QUIET)
     with pytest.raises(DataError, match="both lower and upper"):
         surrogates.fit(X, X[:, 0], lower=[-1, -1], overrides=QUIET)

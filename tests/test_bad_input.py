@@ -61,15 +61,39 @@ def _npz(folder: Path, name="d", **arrays) -> list[str]:
 def nan_outputs(t):
     X, y = _rows()
     y[[3, 17]] = np.nan
-    return "train", _npz(t, X=X, y=y), r"outputs contain NaN or inf in row\(s\) 3, 17"
+    return "train", _npz(t, X=X, y=y), r"outputs contain NaN or inf in row\(s\) 3, 17 \(0-based\)"
 
 
 def inf_inputs_csv(t):
     X, y = _rows()
     lines = [f"{a},{b},{c}" for (a, b), c in zip(X, y)]
     lines[5] = "inf,0.5,1.0"
+    # data row 5 is file line 7 (the header is line 1), as the text errors count
     return "train", ["data=csv", f"data.source.path={_csv(t / 'd.csv', 'a,b,y', lines)}", "data.source.outputs=[y]"], \
-        r"inputs contain NaN or inf in row\(s\) 5"
+        r"inputs contain NaN or inf in line\(s\) 7$"
+
+
+def nan_outputs_csv_after_a_blank_line(t):
+    X, y = _rows()
+    lines = [f"{a},{b},{c}" for (a, b), c in zip(X, y)]
+    lines[1] = ""  # a blank line is skipped, yet still counts as a line of the file
+    lines[4] = "0.1,0.2,nan"
+    return "train", ["data=csv", f"data.source.path={_csv(t / 'd.csv', 'a,b,y', lines)}", "data.source.outputs=[y]"], \
+        r"d\.csv: outputs contain NaN or inf in line\(s\) 6$"
+
+
+def csv_semicolon_separated(t):
+    X, y = _rows()
+    path = _csv(t / "d.csv", "a;b;y", [f"{a};{b};{c}" for (a, b), c in zip(X, y)])
+    return "train", ["data=csv", f"data.source.path={path}", "data.source.outputs=[y]"], \
+        r"d\.csv: the header is a single column 'a;b;y'; the file looks separated by semicolons, .*separated by commas"
+
+
+def csv_tab_separated(t):
+    X, y = _rows()
+    path = _csv(t / "d.csv", "a\tb\ty", [f"{a}\t{b}\t{c}" for (a, b), c in zip(X, y)])
+    return "train", ["data=csv", f"data.source.path={path}", "data.source.outputs=[y]"], \
+        r"the file looks separated by tabs"
 
 
 def length_mismatch_x_y(t):
@@ -171,6 +195,13 @@ def resume_checkpoint_missing(t):
     return "train", [f"ckpt_path={t / 'nothere.ckpt'}"], r"ckpt_path\) .*nothere\.ckpt does not exist"
 
 
+def resume_checkpoint_is_a_folder(t):
+    (t / "old" / "checkpoints").mkdir(parents=True)
+    (t / "old" / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    return "train", [f"ckpt_path={t / 'old'}"], \
+        r"ckpt_path\) .*old is a folder; give a Lightning checkpoint file, e\.g\. ckpt_path=.*old/checkpoints/last\.ckpt"
+
+
 def query_checkpoint_missing(t):
     return "query", [f"checkpoint={t / 'missing.safetensors'}"], r"surrogate file .*missing\.safetensors does not exist"
 
@@ -199,6 +230,26 @@ def query_checkpoint_other_model_shape(t):
     return "query", [f"checkpoint={t / 'other.safetensors'}"], r"size mismatch"
 
 
+def query_checkpoint_is_a_folder_without_a_surrogate(t):
+    (t / "notes").mkdir()
+    return "query", [f"checkpoint={t / 'notes'}"], \
+        r"notes is a folder, not a surrogate file, and holds no surrogate\.safetensors"
+
+
+def query_checkpoint_is_an_unfinished_runs_folder(t):
+    (t / "old" / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {}}, t / "old" / "checkpoints" / "last.ckpt")
+    return "query", [f"checkpoint={t / 'old'}"], \
+        r"old is a training run's folder without surrogate\.safetensors: the run did not finish .*ckpt_path=.*last\.ckpt"
+
+
+def query_checkpoint_is_a_state_dict(t):
+    torch.save(MLP(2, 1, width=4, depth=1).state_dict(), t / "net.pt")
+    return "query", [f"checkpoint={t / 'net.pt'}"], \
+        r"net\.pt is a torch\.save file \(a PyTorch state dict or other pickled object\), not a surrogate file: " \
+        r"give the surrogate\.safetensors .* network\.state_dict=.*net\.pt$"
+
+
 def query_points_wrong_dimension(t):
     _good_surrogate().save(t / "s.safetensors")
     np.save(t / "p.npy", np.zeros((5, 3)))
@@ -211,18 +262,27 @@ def query_points_nan(t):
     P = np.zeros((6, 2))
     P[4, 1] = np.nan
     np.save(t / "p.npy", P)
-    return "query", [f"checkpoint={t / 's.safetensors'}", f"points={t / 'p.npy'}"], r"NaN or inf in row\(s\) 4"
+    return "query", [f"checkpoint={t / 's.safetensors'}", f"points={t / 'p.npy'}"], r"NaN or inf in row\(s\) 4 \(0-based\)"
+
+
+def query_points_nan_csv(t):
+    _good_surrogate().save(t / "s.safetensors")
+    _csv(t / "p.csv", "x0,x1", ["0.1,0.2", "0.3,0.4", "0.5,nan"])
+    return "query", [f"checkpoint={t / 's.safetensors'}", f"points={t / 'p.csv'}"], r"p\.csv: NaN or inf in line\(s\) 4$"
 
 
 HYDRA_COMPOSITION = (unknown_config_key, unknown_group_option, wrong_type_model_width)
 # torch's state-dict error text ends its first line with a colon and lists the mismatches below
 TWO_LINES = (query_checkpoint_other_model_shape,)
-CASES = [nan_outputs, inf_inputs_csv, length_mismatch_x_y, length_mismatch_gradients, one_d_inputs, two_d_outputs_3d,
-         empty_file, truncated_npy, csv_misspelled_output, csv_missing_input_column, csv_non_numeric_output, csv_duplicate_column_names,
+CASES = [nan_outputs, inf_inputs_csv, nan_outputs_csv_after_a_blank_line, length_mismatch_x_y, length_mismatch_gradients,
+         one_d_inputs, two_d_outputs_3d, empty_file, truncated_npy, csv_misspelled_output, csv_missing_input_column,
+         csv_non_numeric_output, csv_duplicate_column_names, csv_semicolon_separated, csv_tab_separated,
          constant_input, constant_output, huge_magnitudes, unknown_config_key, unknown_group_option,
-         wrong_type_model_width, negative_polish_patience, resume_checkpoint_missing, query_checkpoint_missing, query_checkpoint_truncated,
-         query_checkpoint_not_a_checkpoint, query_checkpoint_other_model_shape, query_points_wrong_dimension,
-         query_points_nan]
+         wrong_type_model_width, negative_polish_patience, resume_checkpoint_missing, resume_checkpoint_is_a_folder,
+         query_checkpoint_missing, query_checkpoint_truncated, query_checkpoint_not_a_checkpoint,
+         query_checkpoint_is_a_folder_without_a_surrogate, query_checkpoint_is_an_unfinished_runs_folder,
+         query_checkpoint_is_a_state_dict, query_checkpoint_other_model_shape, query_points_wrong_dimension,
+         query_points_nan, query_points_nan_csv]
 
 
 def run_cli(command: str, args: list[str], run_dir: Path, capsys) -> tuple[int, str]:
@@ -335,6 +395,34 @@ def test_resuming_a_run_writes_into_its_own_folder_and_ensembles_use_member_fold
     train_cli.run(compose_config("train", [*QUICK, "ensemble.size=2"]), output_dir=str(ensemble_dir))
     assert Surrogate.load(ensemble_dir / "surrogate.safetensors").ensemble_size == 2
     assert (ensemble_dir / "member1" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_lightning_checkpoint_given_as_the_surrogate_names_its_run_and_a_run_folder_is_accepted(
+        compose_config, tmp_path, capsys):
+    """A real checkpoint of an interrupted run, then of the same run finished: the message says
+    what the file is and which surrogate file exists (or that none does yet)."""
+    run_dir, last = tmp_path / "run", tmp_path / "run" / "checkpoints" / "last.ckpt"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_cli.run(compose_config("train", [*QUICK, "+callbacks.crash._target_=test_train.CrashAt",
+                                               "+callbacks.crash.epoch=15"]), output_dir=str(run_dir))
+    capsys.readouterr()
+    code, err = run_cli("query", [f"checkpoint={last}"], tmp_path / "q1", capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert re.search(rf"error: {re.escape(str(last))} is a Lightning training checkpoint, not a surrogate file: it resumes "
+                     rf"a fit \(surrogates-train ckpt_path=.*\)\. Its run folder {re.escape(str(run_dir))} holds no "
+                     r"surrogate\.safetensors yet", err), err
+    assert "next to it" not in err
+
+    train_cli.run(compose_config("train", [*QUICK, f"ckpt_path={last}"]), output_dir=str(run_dir))
+    capsys.readouterr()
+    code, err = run_cli("query", [f"checkpoint={last}"], tmp_path / "q2", capsys)
+    assert code == 2 and f"The surrogate its run wrote is {run_dir / 'surrogate.safetensors'}" in err, err
+
+    # the run folder itself is accepted: its surrogate.safetensors is loaded
+    query_cli.run(compose_config("query", [f"checkpoint={run_dir}", "plot=false", "grid.counts=3",
+                                           "trainer.enable_progress_bar=false"]), tmp_path / "q3")
+    expected = Surrogate.load(run_dir / "surrogate.safetensors").predict(np.load(tmp_path / "q3" / "query.npz")["X"])
+    np.testing.assert_array_equal(np.load(tmp_path / "q3" / "query.npz")["value"], expected)
 
 
 @pytest.mark.parametrize("command", ["train", "query"])

@@ -237,3 +237,35 @@ def test_cli_csv_hessian_columns_and_shortest_round_trip_numbers(compose_config,
             mantissa = re.sub(r"e.*$", "", text.lstrip("-")).replace(".", "").lstrip("0")
             assert len(mantissa.rstrip("0") or "0") <= 17, text
             assert text == repr(float(text)), text  # the shortest text that reads back to the same float
+
+
+def test_python_query_builds_its_trainer_without_lightnings_banners(surrogate, capfd):
+    X = np.random.default_rng(4).uniform([0, 0], [1, 20], (50, 2))
+    results = query(surrogate, X, ["value", "gradient"])  # no trainer: query builds one
+    out, err = capfd.readouterr()
+    for text in ("GPU available", "TPU available", "💡 Tip", "litlogger", "Predicting"):
+        assert text not in out + err, text
+    np.testing.assert_array_equal(results["value"], surrogate.predict(X))
+
+
+def test_cli_piped_query_log_holds_the_summary_and_the_warning(surrogate, tmp_path):
+    import os
+    import subprocess
+
+    surrogate.save(tmp_path / "s.safetensors")
+    np.save(tmp_path / "far.npy", X_FAR)
+    done = subprocess.run(
+        [sys.executable, "-m", "surrogates.cli.query", f"checkpoint={tmp_path / 's.safetensors'}",
+         f"points={tmp_path / 'far.npy'}", "plot=false", "quantities=[value,hessian]", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"}, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for text in ("GPU available", "Tip", "Predicting", "it/s"):  # no banner, no progress bar in a pipe
+        assert text not in done.stdout + done.stderr, text
+    headline = f"{X_FAR.shape[0]} points"
+    assert done.stdout.count(headline) == 1 and str(tmp_path / "run" / "query.csv") in done.stdout
+    warning = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warning) == 1 and re.search(FAR_MESSAGE, warning[0]), done.stderr
+    log = (tmp_path / "run" / "query.log").read_text()
+    assert headline in log and "hessian" in log and str(tmp_path / "run" / "query.npz") in log
+    assert re.search(r"\[WARNING\] - " + FAR_MESSAGE, log), log

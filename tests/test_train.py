@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -186,7 +187,9 @@ def test_load_refuses_what_is_not_a_surrogate(small_surrogate, tmp_path):
     (tmp_path / "text.safetensors").write_text("hello")
     with pytest.raises(CheckpointError, match="not a readable surrogate file"):
         surrogates.load(tmp_path / "text.safetensors")
-    torch.save({"state_dict": {}}, tmp_path / "lightning.ckpt")
+    # the top-level keys Lightning writes (trainer/connectors/checkpoint_connector.py dump_checkpoint)
+    torch.save({"epoch": 3, "global_step": 3, "pytorch-lightning_version": L.__version__, "state_dict": {},
+                "loops": {}, "callbacks": {}, "optimizer_states": [], "lr_schedulers": []}, tmp_path / "lightning.ckpt")
     with pytest.raises(CheckpointError, match="Lightning training checkpoint"):
         surrogates.load(tmp_path / "lightning.ckpt")
     from safetensors.torch import save_file
@@ -562,3 +565,42 @@ def test_cli_explicit_progress_bar_wins_over_the_pipe(tmp_path):
     done = _cli(["debug=fast", "logger=none", "trainer.enable_progress_bar=true", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "it/s" in done.stdout + done.stderr
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _fit_with_stderr(monkeypatch, stderr, after_seconds, **kwargs) -> str:
+    from surrogates.fitting import progress
+
+    monkeypatch.setattr(progress, "SHOW_AFTER_SECONDS", after_seconds)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    surrogates.fit(*_tiny_samples(), overrides=["debug=fast", "logger=none"], **kwargs)
+    monkeypatch.undo()
+    return stderr.getvalue()
+
+
+def test_quiet_fit_shows_one_compact_bar_on_a_terminal_once_it_has_run_long(monkeypatch):
+    shown = _fit_with_stderr(monkeypatch, _Terminal(), after_seconds=0.0)
+    assert re.search(r"fit: +\d+%\|.*\| \d+/30 \[.*epoch/s\]", shown), shown  # one bar of epochs (debug=fast: 30)
+    assert "\n" not in shown.rstrip("\n").replace("\r", ""), shown  # one line, redrawn in place
+    for text in LIGHTNING_CHATTER:  # not Lightning's bars
+        assert text not in shown, text
+    # a fit that ends before the bar's time shows nothing, nor does one whose stderr is a pipe or a file
+    assert "fit:" not in _fit_with_stderr(monkeypatch, _Terminal(), after_seconds=1e9)
+    assert "fit:" not in _fit_with_stderr(monkeypatch, io.StringIO(), after_seconds=0.0)
+    assert "fit:" not in _fit_with_stderr(monkeypatch, _Terminal(), after_seconds=0.0, progress=False)
+
+
+def test_quiet_fit_shows_its_bar_in_a_notebook(monkeypatch):
+    """A Jupyter kernel's stderr is no terminal, yet someone watches the cell."""
+    import types
+
+    kernel = types.SimpleNamespace(kernel=object())
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: kernel))
+    shown = _fit_with_stderr(monkeypatch, io.StringIO(), after_seconds=0.0)
+    assert re.search(r"fit: +\d+%\|.*\| \d+/30 \[", shown), shown

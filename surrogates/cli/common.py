@@ -8,6 +8,7 @@ Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,13 +19,13 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from surrogates.config import compose_config
 from surrogates.console import end_job, report, start_job
 from surrogates.errors import InputError, SurrogatesError
-from surrogates.fitting.train import summary_headline, train
+from surrogates.fitting.train import run_folder_of, summary_headline, train
 from surrogates.io import check_output_folder
 from surrogates.surrogate import Surrogate
 
@@ -45,11 +46,29 @@ def reported_errors() -> Iterator[None]:
         sys.exit(2)
 
 
+def import_from_working_directory() -> None:
+    """Put the working directory first on ``sys.path``, as ``python -m`` does, if it is not there.
+
+    A console script (``surrogates-landscape``) starts with its own ``bin/`` folder on the path,
+    not the folder it is run from, so a ``_target_: digitnet.Net`` (or a callback, a data
+    source, a ``CallableSource`` function) in a module next to the user's data could not be
+    imported without ``PYTHONPATH=.``. The directory is added as an absolute path, so a later
+    ``chdir`` does not change what it means; as with ``python -m``, a module there wins over
+    an installed module of the same name that has not been imported yet.
+    """
+    here = os.getcwd()
+    if not any(os.path.abspath(entry or os.curdir) == here for entry in sys.path):
+        sys.path.insert(0, here)
+
+
 class CommandOutput(Callback):
     """Hydra callback (configs/hydra/default.yaml) around each job of every command:
-    :func:`~surrogates.console.start_job` before the command runs, ``end_job`` after it."""
+    :func:`~surrogates.console.start_job` before the command runs, ``end_job`` after it, and
+    modules in the working directory importable for the job's ``_target_`` lookups
+    (:func:`import_from_working_directory`)."""
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        import_from_working_directory()
         start_job()
 
     def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
@@ -77,6 +96,32 @@ class OutputFolderCheck(Callback):
         HydraConfig.instance().set_config(config)
         with reported_errors():
             check_output_folder(str(config.hydra[mode].dir))
+
+
+class ResumeInRunFolder(Callback):
+    """Hydra callback (configs/train.yaml): ``surrogates-train ckpt_path=<run>/checkpoints/last.ckpt``
+    goes on in ``<run>``, the folder of the run that wrote the checkpoint
+    (:func:`~surrogates.fitting.train.run_folder_of`), instead of a new dated folder.
+
+    So an interrupted run's folder ends up with its surrogate, summary and checkpoints in one
+    place, and its ``train.log`` continues (Hydra's log handler appends). Hydra's record of this
+    invocation goes to ``<run>/.hydra/resume<k>/`` beside the first one; the files the resumed
+    fit replaces are kept by :func:`~surrogates.fitting.train.train` in ``before_resume<k>/``.
+    An explicit ``hydra.run.dir`` is left as given, and so is a checkpoint outside a run folder.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = run_folder_of(config.get("ckpt_path"))
+        explicit = any(o.split("=", 1)[0].lstrip("+~") == "hydra.run.dir" for o in config.hydra.overrides.hydra)
+        if folder is None or explicit:
+            return
+        with read_write(config.hydra), open_dict(config.hydra):
+            config.hydra.run.dir = str(folder)
+            if config.hydra.output_subdir is not None:
+                k = 1
+                while (folder / str(config.hydra.output_subdir) / f"resume{k}").exists():
+                    k += 1
+                config.hydra.output_subdir = f"{config.hydra.output_subdir}/resume{k}"
 
 
 def set_threads(threads: int | None) -> None:
@@ -145,6 +190,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     if active:
         sizes = " → ".join(str(r["samples"]) for r in active)
         lines.append(f"  active sampling: {len(active) - 1} rounds, samples {sizes} (summary.json: active)")
+    resumed = summary.get("resumed")
+    if resumed:
+        line = f"  resumed from {resumed['checkpoint']} in its run folder {resumed['folder']}"
+        if resumed["earlier_files"]:
+            line += f"; the files it replaced are kept in {resumed['earlier_files']}"
+        lines.append(line)
     lines.append(f"  surrogate: {summary['files']['surrogate']}")
     lines.append(f"  summary:   {summary['files']['summary']}")
     return "\n".join(lines)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from surrogates.cli.common import reported_errors
 from surrogates.console import report
 from surrogates.io import output_folder, write_json, write_with
 from surrogates.landscape import loading
@@ -272,7 +273,8 @@ def _print_summary(s: dict[str, Any], out: Path) -> None:
 @hydra.main(version_base="1.3", config_path="pkg://surrogates.configs", config_name="landscape")
 def main(cfg: DictConfig) -> None:
     """Console entry point ``surrogates-landscape``."""
-    run(cfg)
+    with reported_errors():
+        run(cfg)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ its integrals over a region (the ``integrate`` section, :mod:`surrogates.cli.int
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from surrogates.cli.common import load_or_train, reported_errors, set_threads
 from surrogates.cli.integrals import format_integral, integral_summary, region_from_config
-from surrogates.console import show_progress_bar
+from surrogates.console import report, show_progress_bar, warn
 from surrogates.errors import InputError
 from surrogates.fitting.files import read_points
 from surrogates.fitting.predict import grid_points, query
@@ -71,7 +70,8 @@ def _write_csv(path: Path, names: list[str], table: np.ndarray) -> None:
 
 def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     """Load (or train) the surrogate, query it, integrate it, write query.npz / query.csv /
-    integrals.json / figures, return a summary."""
+    integrals.json / figures, report what was written (rank 0 of a multi-process run only) and
+    return a summary."""
     output_dir = Path(output_dir)
     surrogate = load_or_train(cfg.checkpoint, output_dir, OmegaConf.to_container(cfg.train_overrides, resolve=True))
     region = region_from_config(cfg.get("integrate"), surrogate)  # a bad region fails before any work
@@ -137,34 +137,35 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         files["integrals"] = write_json(output_dir / "integrals.json", integral)
     summary["files"] = {k: str(v) for k, v in files.items()}
     write_json(output_dir / "query.json", {k: v for k, v in summary.items() if k != "writer"})
+    _report_summary(summary)
     return summary
+
+
+def _report_summary(summary: dict[str, Any]) -> None:
+    """What was queried and where it went (:func:`~surrogates.console.report`: console and the
+    run's ``query.log``); extrapolated points as a warning (stderr and the log)."""
+    headline = f"{summary['surrogate']}: {summary['points']} points"
+    if summary["outside_training_domain"]:
+        done = "NaN in the results" if summary["extrapolation"] == "nan" else "extrapolated"
+        headline += f" ({summary['outside_training_domain']} outside the training domain: {done})"
+    if summary["extrapolation_message"] and summary["extrapolation"] == "warn":
+        warn(f"{summary['extrapolation_message']} (extrapolation=nan gives NaN there, extrapolation=error refuses)")
+    lines = [headline] if summary["quantities"] else [summary["surrogate"]]
+    integral = summary["integral"]
+    if integral is not None:
+        lines.append(f"  {format_integral(integral)}")
+        if integral["extrapolation_message"] and integral["extrapolation"] == "warn":
+            warn(f"{integral['extrapolation_message']} (extrapolation=nan gives a NaN integral, extrapolation=error refuses)")
+    lines += [f"  {quantity:<20} {tuple(shape)}" for quantity, shape in summary["quantities"].items()]
+    lines += [f"  {kind:<20} {path}" for kind, path in summary["files"].items()]
+    report("\n".join(lines))
 
 
 @hydra.main(version_base="1.3", config_path="pkg://surrogates.configs", config_name="query")
 def main(cfg: DictConfig) -> None:
     with reported_errors():
         set_threads(cfg.threads)
-        summary = run(cfg, HydraConfig.get().runtime.output_dir)
-    if not summary["writer"]:
-        return
-    print(summary["surrogate"] + (f": {summary['points']} points" if summary["quantities"] else ""), end="")
-    if summary["outside_training_domain"]:
-        done = "NaN in the results" if summary["extrapolation"] == "nan" else "extrapolated"
-        print(f" ({summary['outside_training_domain']} outside the training domain: {done})", end="")
-    print()
-    if summary["extrapolation_message"] and summary["extrapolation"] == "warn":
-        print(f"warning: {summary['extrapolation_message']} (extrapolation=nan gives NaN there, "
-              "extrapolation=error refuses)", file=sys.stderr)
-    integral = summary["integral"]
-    if integral is not None:
-        print(f"  {format_integral(integral)}")
-        if integral["extrapolation_message"] and integral["extrapolation"] == "warn":
-            print(f"warning: {integral['extrapolation_message']} (extrapolation=nan gives a NaN integral, "
-                  "extrapolation=error refuses)", file=sys.stderr)
-    for quantity, shape in summary["quantities"].items():
-        print(f"  {quantity:<20} {tuple(shape)}")
-    for kind, path in summary["files"].items():
-        print(f"  {kind:<20} {path}")
+        run(cfg, HydraConfig.get().runtime.output_dir)
 
 
 if __name__ == "__main__":

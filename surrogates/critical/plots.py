@@ -8,7 +8,11 @@
   symmetric-log axis, with the band |λ| ≤ τ inside which an eigenvalue counts as zero;
   :func:`plot_eigenvector_slices` — f on the plane x* + a·v_min + b·v_max through each
   point, spanned by the eigenvectors of its smallest and largest eigenvalue (the
-  directions of least and most curvature; a saddle shows as a saddle in this plane).
+  directions of least and most curvature; a saddle shows as a saddle in this plane),
+  clipped to the training box (:func:`box_segment`).
+
+Figures are built with matplotlib's constrained layout and two-line titles, so no title,
+label or legend is cut off at the figure's edge.
 
 :func:`write_figures` picks the figures for the dimension and writes PNGs atomically.
 """
@@ -16,6 +20,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +37,15 @@ from surrogates.errors import InputError
 from surrogates.io import write_with
 from surrogates.surrogate import Surrogate
 
-__all__ = ["MARKERS", "plot_basins_2d", "plot_critical_points_2d", "plot_eigenvalue_spectra", "plot_eigenvector_slices", "write_figures"]
+__all__ = [
+    "MARKERS",
+    "box_segment",
+    "plot_basins_2d",
+    "plot_critical_points_2d",
+    "plot_eigenvalue_spectra",
+    "plot_eigenvector_slices",
+    "write_figures",
+]
 
 #: (marker, colour) per kind.
 MARKERS = {
@@ -41,6 +54,12 @@ MARKERS = {
     "saddle": ("X", "tab:orange"),
     "degenerate": ("s", "tab:purple"),
 }
+
+
+def _wrapped(text: str, inches: float, points: float = 10.0) -> str:
+    """``text`` broken into lines that fit ``inches`` of width at a font of ``points`` (an
+    average glyph is about 0.6 em wide), so a title never runs past the figure's edge."""
+    return textwrap.fill(text, width=max(20, int(inches * 72 / (0.6 * points))))
 
 
 def _torch_callable(f: Any):
@@ -53,7 +72,8 @@ def plot_critical_points_2d(
 ) -> Axes:
     """Contours and gradient field of a 2-D f over the report's box, critical points marked by kind.
 
-    Points outside the box (extrapolation) are drawn hollow.
+    Points outside the box (extrapolation) are drawn hollow. A new figure uses matplotlib's
+    constrained layout, so the title and the legend below the axes stay inside it.
 
     Args:
         f: A scalar surrogate of two inputs, or a torch callable (N, 2) → (N,).
@@ -68,6 +88,8 @@ def plot_critical_points_2d(
 
     if len(report.lower) != 2:
         raise InputError(f"plot_critical_points_2d needs a 2-D function, the report has d = {len(report.lower)}")
+    if ax is None:
+        ax = Figure(figsize=(6.4, 5.8), layout="constrained").subplots()
     ax = plot_contour(f, report.lower, report.upper, ax=ax, resolution=resolution, gradient_field=True)
     for kind, (marker, colour) in MARKERS.items():
         for inside in (True, False):
@@ -83,10 +105,14 @@ def plot_critical_points_2d(
     ax.set_xlim(report.lower[0], report.upper[0])
     ax.set_ylim(report.lower[1], report.upper[1])
     if report.points:
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4, fontsize="small", frameon=False)
-        ax.figure.subplots_adjust(bottom=0.2)
-    ax.set_title(f"critical points ({len(report.points)}); degenerate when |λ̃| ≤ {report.degenerate_tolerance:.2g} (λ̃ of DHD)")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4, fontsize="small", frameon=False)
+    title = f"critical points ({len(report.points)}); degenerate when |λ̃| ≤ {report.degenerate_tolerance:.2g} (λ̃: eigenvalues of DHD)"
+    ax.set_title(_wrapped(title, ax.get_position().width * ax.figure.get_figwidth()), fontsize=10)
     return ax
+
+
+#: Share of a point's column on the spectrum plot over which its eigenvalues are spread.
+_STRIP_WIDTH = 0.7
 
 
 def plot_eigenvalue_spectra(report: CriticalPointReport, ax: Axes | None = None) -> Axes:
@@ -94,41 +120,60 @@ def plot_eigenvalue_spectra(report: CriticalPointReport, ax: Axes | None = None)
 
     λ̃ are the eigenvalues of D H D, D = diag(box widths) — the Hessian in the box's unit
     coordinates, which the classification uses (same signs as H's). The grey band is |λ̃| ≤ τ
-    (the degeneracy tolerance); marker colour says the sign.
+    (the degeneracy tolerance); marker colour says the sign. A point's d eigenvalues are drawn
+    as a strip: λ̃_j (ascending) at x = point number + offset_j, offsets evenly spread over
+    ``_STRIP_WIDTH`` of its column, so close values (two near zero) stay d separate marks.
     """
-    ax = ax if ax is not None else Figure(figsize=(max(6.0, 0.5 * len(report.points) + 3), 4.5)).subplots()
+    if ax is None:
+        ax = Figure(figsize=(max(6.0, 0.5 * len(report.points) + 3), 4.8), layout="constrained").subplots()
     tau = report.degenerate_tolerance
-    ax.axhspan(-tau, tau, color="0.85", label=f"|λ| ≤ τ = {tau:.2g}")
+    ax.axhspan(-tau, tau, color="0.85", label=f"|λ̃| ≤ τ = {tau:.2g} (counts as 0)")
     ax.axhline(0.0, color="0.4", linewidth=0.6)
     for number, p in enumerate(report.points):
-        lam = p.scaled_eigenvalues if p.scaled_eigenvalues is not None else p.eigenvalues
+        lam = np.asarray(p.scaled_eigenvalues if p.scaled_eigenvalues is not None else p.eigenvalues)
+        offsets = (np.arange(lam.size) + 0.5) / lam.size * _STRIP_WIDTH - _STRIP_WIDTH / 2
         colours = np.where(lam > tau, "tab:blue", np.where(lam < -tau, "tab:red", "tab:purple"))
-        ax.scatter(np.full(lam.shape, number), lam, c=list(colours), marker="_", s=300, linewidths=2)
+        ax.scatter(number + offsets, lam, c=list(colours), marker="o", s=max(6.0, min(36.0, 400.0 / lam.size)),
+                   edgecolors="black", linewidths=0.4, zorder=3)
     ax.set_yscale("symlog", linthresh=max(tau, np.finfo(float).tiny))
+    ax.set_xlim(-0.5, len(report.points) - 0.5)
     ax.set_xticks(range(len(report.points)))
     ax.set_xticklabels(
         [f"{n}\n{p.kind[:3]} {p.index}{'' if p.in_domain else '*'}" for n, p in enumerate(report.points)], fontsize="small"
     )
     ax.set_xlabel("critical point: number, kind, index (* = outside the domain)")
     ax.set_ylabel("scaled Hessian eigenvalue λ̃ (of DHD)")
-    ax.set_title("Hessian spectrum at each critical point (blue > 0, red < 0, purple ≈ 0)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), fontsize="small", frameon=False)
+    title = "Hessian spectrum at each critical point, λ̃ ascending left to right: blue > 0, red < 0, purple ≈ 0"
+    ax.set_title(_wrapped(title, ax.get_position().width * ax.figure.get_figwidth()), fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize="small", frameon=False)
     return ax
 
 
-def plot_eigenvector_slices(
-    f: Any, report: CriticalPointReport, max_points: int = 9, radius: float = 0.25, resolution: int = 61
-) -> Figure:
-    """f on the plane through each critical point spanned by its extreme-eigenvalue eigenvectors.
+def box_segment(x: np.ndarray, v: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[float, float]:
+    """[t_lo, t_hi]: the t with x + t·v in the box [lower, upper] — the chord of the line through
+    x along v (t_lo ≤ 0 ≤ t_hi). For x outside the box, the box is first widened to reach x."""
+    x, v = np.asarray(x, dtype=np.float64), np.asarray(v, dtype=np.float64)
+    lower, upper = np.minimum(lower, x), np.maximum(upper, x)
+    moving = np.abs(v) > 1e-12 * np.max(np.abs(v))
+    ends = np.stack([(lower[moving] - x[moving]) / v[moving], (upper[moving] - x[moving]) / v[moving]])
+    return float(np.max(np.min(ends, axis=0))), float(np.min(np.max(ends, axis=0)))
 
-    Panel k shows f(x*_k + a·v_min + b·v_max) for a, b ∈ [−r, r], with r = ``radius`` ·
-    (box diagonal / √d), i.e. a fraction of the box's typical side.
+
+def plot_eigenvector_slices(f: Any, report: CriticalPointReport, max_points: int = 9, resolution: int = 61) -> Figure:
+    """f on the plane through each critical point spanned by its extreme-eigenvalue eigenvectors,
+    within the training box.
+
+    Panel k shows f(x*_k + a·v_min + b·v_max), v_min and v_max the unit eigenvectors (data
+    units) of the smallest and largest Hessian eigenvalue, for a over the chord of the line
+    x*_k + a·v_min inside the box (:func:`box_segment`) and b likewise along v_max. Points of
+    that rectangle that leave the box are left blank, so the colours and the colour bar show
+    the surrogate where it has data, not its extrapolation. (For a point outside the box the
+    box is widened just enough to hold it.)
 
     Args:
         f: A scalar surrogate or a torch callable (N, d) → (N,), d ≥ 2.
         report: Result of :func:`surrogates.critical.find_critical_points` for f.
         max_points: Panels at most (the first points of the report).
-        radius: Half-width of each slice as a fraction of the typical box side.
         resolution: Grid points per axis.
 
     Raises:
@@ -141,31 +186,34 @@ def plot_eigenvector_slices(
     if not points:
         raise InputError("the report has no critical points to slice through")
     fn = _torch_callable(f)
-    half = radius * float(np.linalg.norm(report.upper - report.lower)) / math.sqrt(d)
-    grid = torch.linspace(-half, half, resolution, dtype=torch.float64)
-    a, b = torch.meshgrid(grid, grid, indexing="xy")
+    lower, upper = np.asarray(report.lower, dtype=np.float64), np.asarray(report.upper, dtype=np.float64)
     columns = math.ceil(math.sqrt(len(points)))
     rows = math.ceil(len(points) / columns)
-    figure = Figure(figsize=(3.6 * columns, 3.3 * rows))
+    figure = Figure(figsize=(3.8 * columns, 3.5 * rows + 0.6), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
     for ax, (number, p) in zip(axes.flat, enumerate(points)):
-        vectors = torch.as_tensor(p.eigenvectors, dtype=torch.float64)
-        centre = torch.as_tensor(p.x, dtype=torch.float64)
-        plane = centre + a.reshape(-1, 1) * vectors[:, 0] + b.reshape(-1, 1) * vectors[:, -1]
-        values: Tensor = calculus.value(fn, plane, dtype=torch.float64)
-        values = values.reshape(resolution, resolution).numpy()
-        filled = ax.contourf(a.numpy(), b.numpy(), values, levels=25, cmap="viridis")
-        ax.contour(a.numpy(), b.numpy(), values, levels=12, colors="k", linewidths=0.4, alpha=0.5)
+        vectors = np.asarray(p.eigenvectors, dtype=np.float64)
+        (a_lo, a_hi), (b_lo, b_hi) = (box_segment(p.x, vectors[:, j], lower, upper) for j in (0, -1))
+        a, b = np.meshgrid(np.linspace(a_lo, a_hi, resolution), np.linspace(b_lo, b_hi, resolution), indexing="xy")
+        plane = p.x + a.reshape(-1, 1) * vectors[:, 0] + b.reshape(-1, 1) * vectors[:, -1]
+        values: Tensor = calculus.value(fn, torch.as_tensor(plane), dtype=torch.float64)
+        slack = 1e-9 * (np.maximum(upper, p.x) - np.minimum(lower, p.x))
+        inside = np.all((plane >= np.minimum(lower, p.x) - slack) & (plane <= np.maximum(upper, p.x) + slack), axis=1)
+        shown = np.ma.masked_array(values.numpy().reshape(a.shape), mask=~inside.reshape(a.shape))
+        filled = ax.contourf(a, b, shown, levels=25, cmap="viridis")
+        ax.contour(a, b, shown, levels=12, colors="k", linewidths=0.4, alpha=0.5)
         marker, colour = MARKERS[p.kind]
-        ax.scatter([0.0], [0.0], marker=marker, c=colour, edgecolors="white", s=80, zorder=5)
+        ax.scatter([0.0], [0.0], marker=marker, c=colour, edgecolors="white", s=80, zorder=5, clip_on=False)
         figure.colorbar(filled, ax=ax)
-        ax.set_xlabel(f"v_min (λ={p.eigenvalues[0]:.3g})", fontsize="small")
-        ax.set_ylabel(f"v_max (λ={p.eigenvalues[-1]:.3g})", fontsize="small")
+        ax.set_xlim(a_lo, a_hi)
+        ax.set_ylim(b_lo, b_hi)
+        ax.set_xlabel(f"along v_min (λ={p.eigenvalues[0]:.3g})", fontsize="small")
+        ax.set_ylabel(f"along v_max (λ={p.eigenvalues[-1]:.3g})", fontsize="small")
         ax.set_title(f"#{number} {p.kind}{'' if p.in_domain else ' (outside)'}", fontsize="small")
     for ax in list(axes.flat)[len(points):]:
         ax.set_visible(False)
-    figure.suptitle("f through each critical point along its extreme eigenvectors")
-    figure.tight_layout()
+    figure.suptitle(_wrapped("f through each critical point along its extreme eigenvectors, within the training box "
+                             "(blank where the plane leaves it)", figure.get_figwidth() - 0.3), fontsize=10)
     return figure
 
 
@@ -268,7 +316,6 @@ def write_figures(f: Any, report: CriticalPointReport, output_dir: str | Path) -
         written["critical_points"] = _save(ax.figure, output_dir / "critical_points.png")
         return written
     ax = plot_eigenvalue_spectra(report)
-    ax.figure.tight_layout()
     written["eigenvalues"] = _save(ax.figure, output_dir / "eigenvalues.png")
     if d >= 2 and report.points:
         written["slices"] = _save(plot_eigenvector_slices(f, report), output_dir / "slices.png")

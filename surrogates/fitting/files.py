@@ -1,6 +1,8 @@
 """Reading users' files: .npy (memory-mapped), .npz and .csv columns, query points.
 
-Errors name the file, the line (1-based, as an editor shows it) and the column.
+Errors name the file, the place and the column. In a .csv the place is the file line,
+1-based as an editor shows it, the header being line 1 (also for rows with NaN found after
+reading); in an .npy/.npz array it is the row index, 0-based, and the message says so.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from typing import Sequence
 import numpy as np
 
 from surrogates.errors import DataError
-from surrogates.fitting.samples import bad_rows, row_list, to_numpy
+from surrogates.fitting.samples import bad_rows, to_numpy, where_rows
+
+#: Separators a spreadsheet's "CSV" export may use instead of commas, by name.
+OTHER_DELIMITERS = {";": "semicolons", "\t": "tabs"}
 
 
 def existing_file(path: str | Path, suffixes: tuple[str, ...]) -> Path:
@@ -39,6 +44,16 @@ def read_csv_header(path: Path) -> list[str]:
         header = next(csv.reader(handle), None)
     if not header:
         raise DataError(f"data file {path} has no header row naming its columns")
+    if len(header) == 1:
+        # one column whose name holds another separator: a semicolon- or tab-separated file
+        # (a spreadsheet's export in many locales), which the comma reader sees as one column
+        found = [name for mark, name in OTHER_DELIMITERS.items() if mark in header[0]]
+        if found:
+            raise DataError(
+                f"data file {path}: the header is a single column {header[0]!r}; the file looks separated by "
+                f"{found[0]}, but columns must be separated by commas (with '.' as the decimal point) — "
+                "save it as comma-separated CSV"
+            )
     header = [h.strip() for h in header]
     # columns are looked up by name: with two columns of one name, one of them would be read twice
     # and the other silently ignored
@@ -51,8 +66,9 @@ def read_csv_header(path: Path) -> list[str]:
     return header
 
 
-def read_csv_columns(path: Path, columns: Sequence[str]) -> np.ndarray:
-    """The named columns of a CSV file as a float64 (rows, columns) array.
+def read_csv_columns(path: Path, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The named columns of a CSV file as a float64 (rows, columns) array, and the file line
+    of each row (1-based, header = line 1; blank lines are skipped, so rows and lines differ).
 
     Raises:
         DataError: a column is missing, a row has the wrong number of cells, a cell is not a
@@ -66,7 +82,7 @@ def read_csv_columns(path: Path, columns: Sequence[str]) -> np.ndarray:
     if missing:
         raise DataError(f"data file {path} has no column(s) {missing}; its columns are {header}")
     index = [header.index(c) for c in columns]
-    rows = []
+    rows, lines = [], []
     with open(path, newline="") as handle:
         reader = csv.reader(handle)
         next(reader)
@@ -77,6 +93,7 @@ def read_csv_columns(path: Path, columns: Sequence[str]) -> np.ndarray:
                 raise DataError(f"data file {path}, line {line_number}: {len(row)} cells for {len(header)} columns")
             try:
                 rows.append([float(row[i]) for i in index])
+                lines.append(line_number)
             except ValueError:
                 bad = next(c for c, i in zip(columns, index) if not _is_float(row[i]))
                 raise DataError(
@@ -84,7 +101,7 @@ def read_csv_columns(path: Path, columns: Sequence[str]) -> np.ndarray:
                 ) from None
     if not rows:
         raise DataError(f"data file {path} has a header but no data rows")
-    return np.asarray(rows, dtype=np.float64)
+    return np.asarray(rows, dtype=np.float64), np.asarray(lines, dtype=np.int64)
 
 
 def _is_float(text: str) -> bool:
@@ -97,10 +114,12 @@ def _is_float(text: str) -> bool:
 
 def read_points(path: str | Path, input_names: Sequence[str], key: str = "X") -> np.ndarray:
     """Query points from a file: ``.npy`` (the array), ``.npz`` (array ``key``) or ``.csv``
-    (the columns named like the surrogate's inputs). Returns (N, d) float64; checks d and finiteness.
+    (the columns named like the surrogate's inputs). Returns (N, d) float64; checks d and
+    finiteness (NaN/inf named by file line in a .csv, by 0-based row in an array).
     """
     path = existing_file(path, (".npy", ".npz", ".csv"))
     suffix = path.suffix.lower()
+    lines = None
     if suffix == ".npy":
         points = load_npy(path, mmap=False)
     elif suffix == ".npz":
@@ -112,7 +131,7 @@ def read_points(path: str | Path, input_names: Sequence[str], key: str = "X") ->
         except (ValueError, OSError, EOFError) as err:
             raise DataError(f"points file {path} is not a readable .npz archive: {err}") from None
     else:
-        points = read_csv_columns(path, list(input_names))
+        points, lines = read_csv_columns(path, list(input_names))
     points = to_numpy(points, "query points", f"points file {path}")
     d = len(input_names)
     if points.ndim == 1 and d == 1:
@@ -121,5 +140,5 @@ def read_points(path: str | Path, input_names: Sequence[str], key: str = "X") ->
         raise DataError(f"points file {path}: points must have shape (N, {d}) for inputs {list(input_names)}, got {points.shape}")
     rows = bad_rows(points)
     if rows.size:
-        raise DataError(f"points file {path}: NaN or inf in row(s) {row_list(rows)} (0-based)")
+        raise DataError(f"points file {path}: NaN or inf in {where_rows(rows, lines)}")
     return np.asarray(points, dtype=np.float64)

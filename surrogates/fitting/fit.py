@@ -47,10 +47,12 @@ def fit(
         time_budget: Optional bound on the whole fit in seconds (``trainer.max_time``): the
             Adam phase hands over to the L-BFGS polish at half of it, the polish stops when it
             runs out, and the best state found so far is kept. Shared by an ensemble's members.
-        progress: True shows Lightning's per-epoch progress bar, False hides it. None (the
-            default) hides it too, unless ``overrides`` set ``trainer.enable_progress_bar``.
-            Lightning's GPU/TPU banners and tips are never shown; when the fit ends, one line
-            (model, data, time, epochs) is logged at INFO to the logger ``surrogates.fitting.fit``.
+        progress: True shows Lightning's per-epoch progress bars, False shows no bar at all.
+            None (the default) is quiet: one compact bar of epochs on stderr, only once a fit
+            has run 5 s and only when stderr is a terminal or a notebook (never in a piped
+            log), unless ``overrides`` set ``trainer.enable_progress_bar``. Lightning's GPU/TPU
+            banners and tips are never shown; when the fit ends, one line (model, data, time,
+            epochs) is logged at INFO to the logger ``surrogates.fitting.fit``.
 
     Returns:
         The fitted :class:`~surrogates.surrogate.Surrogate`; ``s.info["summary"]`` holds the fit metrics.
@@ -60,10 +62,11 @@ def fit(
     chosen = [] if progress is None else [f"trainer.enable_progress_bar={str(bool(progress)).lower()}"]
     cfg = compose_config("train", ["data=arrays", *quiet, *overrides, *budget, *chosen])
     source = ArraySource(X, y, gradients, input_names=input_names, output_names=output_names, lower=lower, upper=upper)
+    compact = progress is None and cfg.trainer.enable_progress_bar is False  # quiet, and the overrides left it so
     if output_dir is not None:
-        surrogate = train(cfg, output_dir=output_dir, source=source).surrogate
+        surrogate = train(cfg, output_dir=output_dir, source=source, compact_progress=compact).surrogate
     else:
         with tempfile.TemporaryDirectory(prefix="surrogates-fit-") as scratch:
-            surrogate = train(cfg, output_dir=scratch, source=source).surrogate
+            surrogate = train(cfg, output_dir=scratch, source=source, compact_progress=compact).surrogate
     log.info(summary_headline(surrogate.info["summary"]))
     return surrogate

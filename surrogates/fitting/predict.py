@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
-from surrogates.console import lightning_internals_quiet
+from surrogates.console import lightning_internals_quiet, show_progress_bar
 from surrogates.errors import InputError
 from surrogates.surrogate import ExtrapolationWarning, Surrogate
 
@@ -142,7 +142,9 @@ def query(
         surrogate: The fitted surrogate.
         X: (N, d) query points in data units.
         quantities: Names from :data:`QUANTITIES`.
-        trainer: A Lightning trainer with ``inference_mode=False`` (default: CPU, one device).
+        trainer: A Lightning trainer with ``inference_mode=False`` (default: CPU, one device,
+            built without Lightning's banners and tips, a progress bar only when stdout is a
+            terminal).
         batch_size: Points per predict batch (bounds memory).
         extrapolation: Points outside the training box: ``"warn"`` (one
             :class:`~surrogates.surrogate.ExtrapolationWarning` for the whole query, at the
@@ -160,7 +162,9 @@ def query(
     module = DerivativeQuery(surrogate, quantities)
     inside = surrogate.check_domain(X, extrapolation)  # once for all points, not per batch
     if trainer is None:
-        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, inference_mode=False, enable_model_summary=False)
+        with lightning_internals_quiet():  # building a trainer logs Lightning's GPU/TPU banners and tips
+            trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, inference_mode=False, enable_model_summary=False,
+                                enable_progress_bar=show_progress_bar(None))
     if trainer.predict_loop.inference_mode:
         raise InputError(
             "the trainer runs predict under torch.inference_mode, where autograd is disabled and "

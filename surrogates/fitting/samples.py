@@ -43,6 +43,8 @@ class Samples:
             report derivative errors.
         lower: Box the inputs were drawn from (d,), or None for data files.
         upper: See ``lower``.
+        lines: For rows read from a text file (.csv): the file line of each row, 1-based as
+            an editor shows it (the header is line 1), so messages name lines, not rows.
     """
 
     X: np.ndarray
@@ -55,6 +57,7 @@ class Samples:
     function: TestFunction | None = None
     lower: np.ndarray | None = None
     upper: np.ndarray | None = None
+    lines: np.ndarray | None = None
 
     @property
     def n_samples(self) -> int:
@@ -169,11 +172,21 @@ def row_list(rows: np.ndarray, limit: int = 10) -> str:
     return shown + (f", … ({len(rows)} rows in all)" if len(rows) > limit else "")
 
 
+def where_rows(rows: np.ndarray, lines: np.ndarray | None = None) -> str:
+    """Rows of an array as a message names them: ``line(s) 7, 19`` (the rows' file lines,
+    1-based with the header counted, when the data came from a text file), else
+    ``row(s) 5, 17 (0-based)`` (numpy indices of an .npy/.npz array or in-memory data)."""
+    if lines is not None:
+        return f"line(s) {row_list(np.asarray(lines)[rows])}"
+    return f"row(s) {row_list(rows)} (0-based)"
+
+
 def validate_samples(samples: Samples) -> None:
     """Check that samples can be fitted; raise :class:`DataError` naming the problem.
 
     Checks: equal lengths; at least :data:`MIN_SAMPLES` and more samples than inputs;
-    no NaN/inf (listing the first offending rows, 0-based); magnitudes below 1e30; no
+    no NaN/inf (listing the first offending rows: file lines for a .csv, 0-based rows
+    otherwise, see :func:`where_rows`); magnitudes below 1e30; no
     constant input or output column (its spread would be a division by zero in the
     normalisation, and a constant input carries no information).
     """
@@ -192,7 +205,7 @@ def validate_samples(samples: Samples) -> None:
     for what, array in arrays.items():
         rows = bad_rows(array)
         if rows.size:
-            raise DataError(f"{where}: {what} contain NaN or inf in row(s) {row_list(rows)} (0-based)")
+            raise DataError(f"{where}: {what} contain NaN or inf in {where_rows(rows, samples.lines)}")
     for what, array, names in (("input", X, samples.input_names), ("output", y, samples.output_names)):
         stats = column_stats(array)
         for j, name in enumerate(names):

@@ -22,7 +22,7 @@ from surrogates.fitting.files import (
     read_csv_header,
 )
 from surrogates.fitting.functions import TestFunction, get_function
-from surrogates.fitting.samples import Samples, row_list, to_numpy
+from surrogates.fitting.samples import Samples, to_numpy, where_rows
 from surrogates.fitting.sampling import sample_box
 
 
@@ -249,7 +249,7 @@ class ArraySource:
                 )
             outside = np.nonzero(np.any((samples.X < lower) | (samples.X > upper), axis=1))[0]
             if outside.size:
-                raise DataError(f"inputs at rows {row_list(outside)} lie outside the given box [lower, upper]")
+                raise DataError(f"inputs in {where_rows(outside)} lie outside the given box [lower, upper]")
             samples.lower, samples.upper = lower, upper
         samples.function = self.function
         return samples
@@ -407,7 +407,7 @@ class CsvSource:
         gradient_cols = self.gradients or []
         header = read_csv_header(path)
         inputs = self.inputs or [h for h in header if h not in self.outputs and h not in gradient_cols]
-        table = read_csv_columns(path, inputs + self.outputs + gradient_cols)
+        table, lines = read_csv_columns(path, inputs + self.outputs + gradient_cols)
         n_in, n_out = len(inputs), len(self.outputs)
         gradients = None
         if gradient_cols:
@@ -418,7 +418,7 @@ class CsvSource:
                 )
             gradients = table[:, n_in + n_out :].reshape(-1, n_out, n_in)
         y = table[:, n_in : n_in + n_out]
-        return _samples_from_arrays(
+        samples = _samples_from_arrays(
             table[:, :n_in],
             y[:, 0] if n_out == 1 else y,
             gradients,
@@ -426,3 +426,5 @@ class CsvSource:
             self.outputs,
             origin=f"file {path}",
         )
+        samples.lines = lines
+        return samples

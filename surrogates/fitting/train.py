@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,13 +28,13 @@ from surrogates.errors import InputError
 from surrogates.fitting.datamodule import SurrogateDataModule
 from surrogates.fitting.metrics import derivative_errors, protocol_test_points
 from surrogates.fitting.module import SurrogateModule
+from surrogates.fitting.progress import FitProgress
 from surrogates.fitting.samples import column_stats, read_rows
 from surrogates.io import OutputError, output_folder, write_json, write_with
-from surrogates.surrogate import CheckpointError, Surrogate
+from surrogates.surrogate import SURROGATE_FILE, CheckpointError, Surrogate
 
 log = logging.getLogger(__name__)
 
-SURROGATE_FILE = "surrogate.safetensors"
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
 
@@ -123,10 +125,12 @@ def time_budget_seconds(max_time: Any) -> float | None:
 
 
 def _fit_member(
-    cfg: DictConfig, datamodule: SurrogateDataModule, seed: int, time_budget: float | None = None
+    cfg: DictConfig, datamodule: SurrogateDataModule, seed: int, time_budget: float | None = None,
+    progress: str | None = None,
 ) -> tuple[Any, dict[str, Any], bool]:
     """One Lightning fit of one network on the datamodule's current split, within
-    ``time_budget`` seconds (None: no limit).
+    ``time_budget`` seconds (None: no limit); ``progress``: the label of a
+    :class:`~surrogates.fitting.progress.FitProgress` bar, or None for none.
 
     Returns the fitted network, a report, and whether this process is global rank 0 — under a
     multi-process strategy (``trainer=ddp``) every process runs this, and only rank 0 writes.
@@ -156,7 +160,7 @@ def _fit_member(
         trainer: L.Trainer = instantiate(
             cfg.trainer,
             max_time=None if time_budget is None else timedelta(seconds=time_budget),
-            callbacks=_instantiate_all(cfg.get("callbacks")),
+            callbacks=_instantiate_all(cfg.get("callbacks")) + ([] if progress is None else [FitProgress(progress)]),
             logger=_instantiate_all(cfg.get("logger")) or False,
             default_root_dir=cfg.paths.output_dir,
             reload_dataloaders_every_n_epochs=1 if polish else 0,
@@ -164,7 +168,9 @@ def _fit_member(
         )
     started = time.perf_counter()
     # Checkpoints are untrusted input: resuming never unpickles arbitrary objects.
-    with lightning_internals_quiet():
+    with lightning_internals_quiet(), warnings.catch_warnings():
+        if cfg.get("ckpt_path"):  # a run resumed in its own folder finds its checkpoints there, as it should
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     report = {
         "seed": seed,
@@ -191,6 +197,65 @@ def _fit_member(
     return module.net.cpu(), report, trainer.is_global_zero and _launched_as_rank_zero()
 
 
+def run_folder_of(ckpt_path: str | Path | None) -> Path | None:
+    """The training run's folder a Lightning checkpoint belongs to, or None.
+
+    A run writes its checkpoints to ``<run>/checkpoints/`` (configs/callbacks/default.yaml)
+    and its ``config.yaml`` into ``<run>`` before it fits, so a checkpoint file in a
+    ``checkpoints`` folder next to a ``config.yaml`` is that run's, finished or interrupted.
+    """
+    if not ckpt_path or str(ckpt_path) in ("last", "best"):
+        return None
+    path = Path(ckpt_path).expanduser().resolve()
+    if not path.is_file() or path.parent.name != "checkpoints" or not (path.parent.parent / CONFIG_FILE).is_file():
+        return None
+    return path.parent.parent
+
+
+def _check_resume_checkpoint(ckpt_path: str) -> None:
+    """CheckpointError unless ``ckpt_path`` is a file Lightning can resume from, saying what it is."""
+    if ckpt_path in ("last", "best"):
+        return
+    path = Path(ckpt_path).expanduser()
+    if path.is_dir():
+        inside = [c for c in (path / "checkpoints" / "last.ckpt", path / "last.ckpt") if c.is_file()]
+        raise CheckpointError(
+            f"checkpoint to resume from (ckpt_path) {ckpt_path} is a folder; give a Lightning checkpoint file"
+            + (f", e.g. ckpt_path={inside[0]}" if inside else " (a run keeps them in <run folder>/checkpoints/)")
+        )
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint to resume from (ckpt_path) {ckpt_path} does not exist")
+    if path.suffix == ".safetensors":
+        raise CheckpointError(
+            f"checkpoint to resume from (ckpt_path) {ckpt_path} is a surrogate file, which holds the fitted "
+            f"network only; resuming needs the run's Lightning checkpoint ({path.parent / 'checkpoints' / 'last.ckpt'})"
+        )
+
+
+def _set_aside_earlier_files(output_dir: Path) -> Path | None:
+    """Keep what a run resumed in its own folder would replace: move its ``config.yaml``,
+    ``summary.json`` and surrogate file and copy its Lightning checkpoints (which the resumed
+    fit goes on writing) into ``output_dir/before_resume<k>/`` (k = 1, 2, … the first free).
+
+    Returns that folder, or None when there was nothing to keep.
+    """
+    earlier = [output_dir / name for name in (CONFIG_FILE, SUMMARY_FILE, SURROGATE_FILE) if (output_dir / name).is_file()]
+    checkpoints = sorted((output_dir / "checkpoints").glob("*.ckpt"))
+    if not earlier and not checkpoints:
+        return None
+    k = 1
+    while (output_dir / f"before_resume{k}").exists():
+        k += 1
+    kept = output_folder(output_dir / f"before_resume{k}")
+    if checkpoints:  # copied first: a failed copy leaves the run as it was
+        output_folder(kept / "checkpoints")
+        for checkpoint in checkpoints:
+            shutil.copy2(checkpoint, kept / "checkpoints" / checkpoint.name)
+    for path in earlier:
+        os.replace(path, kept / path.name)
+    return kept
+
+
 def _refuse_another_runs_folder(output_dir: Path, ckpt_path: str | None) -> None:
     """OutputError if ``output_dir`` already holds a surrogate, unless this run resumes that one.
 
@@ -212,7 +277,7 @@ def _refuse_another_runs_folder(output_dir: Path, ckpt_path: str | None) -> None
     )
 
 
-def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) -> TrainResult:
+def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None, compact_progress: bool = False) -> TrainResult:
     """Fit a surrogate as ``cfg`` says and write its files into ``output_dir``.
 
     Args:
@@ -223,9 +288,16 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
         output_dir: Folder for the surrogate, ``summary.json``, the resolved config, Lightning
             checkpoints and logs. Created if missing. One holding another run's surrogate is
             refused (:class:`~surrogates.io.OutputError`, before anything is written) unless
-            ``ckpt_path`` resumes that run from a checkpoint inside it.
+            ``ckpt_path`` resumes that run from a checkpoint inside it. A run resumed in its
+            own folder first keeps the files it would replace in ``before_resume<k>/``
+            (config, summary and surrogate moved, checkpoints copied); ``summary["resumed"]``
+            says from which checkpoint, in which folder, and where the earlier files went.
         source: Optional data source object overriding ``cfg.data.source`` (how
             :func:`surrogates.fit` passes in-memory arrays).
+        compact_progress: Show one compact bar per fitted network
+            (:class:`~surrogates.fitting.progress.FitProgress`: only for a fit past a few
+            seconds, only on a terminal's or a notebook's stderr) — what :func:`surrogates.fit`
+            shows while Lightning's own bars are off.
 
     Returns:
         The fitted :class:`Surrogate`, the summary dict and the output folder.
@@ -242,8 +314,8 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
     if size > 1 and cfg.get("ckpt_path"):
         raise InputError("resuming from ckpt_path works for a single network, not an ensemble (ensemble.size=1)")
     ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path and ckpt_path not in ("last", "best") and not Path(ckpt_path).is_file():
-        raise CheckpointError(f"checkpoint to resume from (ckpt_path) {ckpt_path} does not exist")
+    if ckpt_path:
+        _check_resume_checkpoint(ckpt_path)
     cfg = cfg.copy()
     OmegaConf.update(cfg, "paths.output_dir", str(output_dir))
 
@@ -253,8 +325,14 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
     samples = datamodule.samples
     _instantiate_checked(cfg.model, in_dim=samples.in_dim, out_dim=samples.out_dim)  # bad model values stop here
     # written once data and model config are known to be usable: a run stopped by bad input writes nothing
+    resumed: dict[str, Any] | None = None
+    if ckpt_path and (ckpt_path in ("last", "best") or output_dir.resolve() in Path(ckpt_path).resolve().parents):
+        resumed = {"checkpoint": str(ckpt_path), "folder": str(output_dir), "earlier_files": None}
     if _launched_as_rank_zero():
         _refuse_another_runs_folder(output_dir, ckpt_path)
+        if resumed is not None:  # the same run goes on in its folder: keep what it would replace
+            kept = _set_aside_earlier_files(output_dir)
+            resumed["earlier_files"] = None if kept is None else str(kept)
         write_with(output_dir / CONFIG_FILE, lambda p: p.write_text(OmegaConf.to_yaml(cfg, resolve=True)))
     if samples.lower is not None:
         lower, upper = samples.lower, samples.upper
@@ -284,7 +362,9 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
         OmegaConf.update(member_cfg, "paths.output_dir", str(member_dir))
         if k > 0 or bootstrap:
             datamodule.split(datamodule.split_seed + k, bootstrap=bootstrap)
-        net, report, writer = _fit_member(member_cfg, datamodule, seed=cfg.seed + k, time_budget=member_budget)
+        label = None if not compact_progress else "fit" if size == 1 else f"fit member {k + 1}/{size}"
+        net, report, writer = _fit_member(member_cfg, datamodule, seed=cfg.seed + k, time_budget=member_budget,
+                                          progress=label)
         single = as_surrogate([net])
         report["train"] = _fit_metrics(single, datamodule, datamodule.train_rows)
         report["validation"] = _fit_metrics(single, datamodule, datamodule.val_rows)
@@ -307,6 +387,8 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
     for key in ("estimated_noise_std", "polish_kept_epoch", "time"):
         if key in first:
             summary[key] = first[key]
+    if resumed is not None:
+        summary["resumed"] = resumed
     if size > 1:
         summary["members"] = member_reports
     if samples.function is not None:

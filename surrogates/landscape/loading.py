@@ -97,13 +97,14 @@ def load_archive(path: str | os.PathLike) -> nn.Module:
 
 
 def load_surrogate(path: str | os.PathLike) -> nn.Module:
-    """The ``nn.Module`` of a surrogate saved by this package (``surrogates.load(path).model``)."""
-    _existing(path, "surrogate checkpoint")
-    from surrogates.surrogate import (
-        load,  # safetensors and the MLP only when a surrogate is asked for
-    )
+    """The ``nn.Module`` of a surrogate saved by this package (``surrogates.load(path).model``):
+    its file, or the training run's folder that holds it."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"surrogate checkpoint file not found: {p}")
+    from surrogates.surrogate import load  # safetensors and the MLP only when a surrogate is asked for
 
-    return load(str(path)).model
+    return load(p).model
 
 
 def load_arrays(
