@@ -217,7 +217,9 @@ def test_fitted_surrogate_of_mixed_unit_inputs_reports_the_minimum():
     report = s.critical_points(starts=64)
     # the same report as the free function on the surrogate's network over its training box
     direct = find_critical_points(s.model, s.lower, s.upper, starts=64)
-    assert type(report) is CriticalPointReport and report.table() == direct.table()
+    assert type(report) is CriticalPointReport and len(report) == len(direct)
+    for p, q in zip(report, direct):
+        assert p.kind == q.kind and np.array_equal(p.x, q.x) and np.array_equal(p.eigenvalues, q.eigenvalues)
     points = report.in_domain()
     assert [(p.kind, p.index) for p in points] == [("minimum", 0)], points
     np.testing.assert_allclose(points[0].x, UNITS_CENTRE, rtol=0.02)
