@@ -19,6 +19,7 @@ from .density import SpectralDensity, spectral_density
 from .example import Example, bundled_example, teacher_classification
 from .exact import dense_matrix, exact_spectrum
 from .lanczos import EigenResult, lanczos, refine
+from .layers import LayerSpectra, LayerSpectrum, layer_spectra
 from .loading import apply_state_dict, load_archive, load_arrays, load_state_dict, load_surrogate
 from .operator import DenseSymmetricOperator, HessianOperator, SymmetricOperator
 from .slices import (
@@ -46,6 +47,9 @@ __all__ = [
     "TraceEstimate",
     "spectral_density",
     "SpectralDensity",
+    "layer_spectra",
+    "LayerSpectra",
+    "LayerSpectrum",
     "dense_matrix",
     "exact_spectrum",
     "characterize",
