@@ -12,6 +12,8 @@ accept any :class:`SymmetricOperator`::
     print(top.eigenvalues, tr.value, rho.trace, H.num_products)
 
 The model is never modified (parameters, ``requires_grad``, ``.grad``, train/eval flags).
+:func:`layer_spectra` gives the same per layer; :class:`CurvatureMonitor` (a Lightning callback,
+imported on first use so that this package loads without Lightning) logs them while training.
 """
 
 from .character import CriticalCharacter, characterize
@@ -50,6 +52,7 @@ __all__ = [
     "layer_spectra",
     "LayerSpectra",
     "LayerSpectrum",
+    "CurvatureMonitor",
     "dense_matrix",
     "exact_spectrum",
     "characterize",
@@ -72,3 +75,16 @@ __all__ = [
     "bundled_example",
     "teacher_classification",
 ]
+
+
+def __getattr__(name: str):
+    # PEP 562: the Lightning callback loads Lightning, which the rest of the package never needs
+    if name == "CurvatureMonitor":
+        from .monitor import CurvatureMonitor
+
+        return CurvatureMonitor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"CurvatureMonitor"})

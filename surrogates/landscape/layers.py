@@ -272,13 +272,15 @@ def layer_spectra(
     found = []
     block_products = 0
     for b, (label, kind, names) in enumerate(progress(parts, enabled=progress_bar, total=len(parts), desc="layer Lanczos")):
-        op = HessianOperator(model, loss_fn, data, params=names, **settings)
+        # one block of everything is the full operator: share its gradient graph
+        op = full if names == full.param_names else HessianOperator(model, loss_fn, data, params=names, **settings)
         lam_max, lam_min, err_max, err_min, converged, basis, exact_part = _block_lanczos(op, max_iter, tol, seed + b)
         block_products += op.num_products
         index = torch.cat([torch.arange(offsets[n], offsets[n] + sizes[n]) for n in op.param_names])
         found.append((label, kind, op.param_names, index, basis, exact_part, lam_max, lam_min, err_max, err_min, converged))
-        del op  # its gradient graph
+        del op  # a block operator's gradient graph
 
+    full.reset_counter()
     gen = make_generator(seed + len(parts))
     samples = np.zeros((trace_probes, len(parts)))
     spanned_all = all(f[4].shape[1] >= len(f[3]) for f in found)
