@@ -107,7 +107,7 @@ class LayerSpectra:
         layers: One :class:`LayerSpectrum` per block, in parameter order.
         trace: :math:`\\sum_b \\operatorname{tr} H_{bb}`, the trace of the Hessian over all blocks.
         trace_stderr: Its standard error (from the per-probe sums, so correlations count).
-        trace_probes: Shared full-Hessian probes.
+        trace_probes: Shared full-Hessian probes spent (0 when every block's trace is exact).
         block_products: Products of the block operators (Lanczos), all blocks together.
         full_products: Products of the full operator (the shared probes).
     """
@@ -159,16 +159,20 @@ class LayerSpectra:
 
 
 def parameter_blocks(
-    model: nn.Module, blocks: Mapping[str, str | Sequence[str]] | Sequence[str] | None = None
+    model: nn.Module,
+    blocks: Mapping[str, str | Sequence[str]] | Sequence[str] | None = None,
+    params: str | Sequence[str] | None = None,
 ) -> list[tuple[str, str, list[str]]]:
     """Partition the studied parameters into labelled blocks.
 
     Args:
         model: The network.
-        blocks: ``None``: one block per module that directly owns parameters with
-            ``requires_grad`` (a layer's weight and bias together), labelled by the module's
-            name. A sequence of names/globs: one block per entry, labelled by it. A mapping
-            ``{label: names/globs}``: one block per label.
+        blocks: ``None``: one block per module that directly owns studied parameters (a
+            layer's weight and bias together), labelled by the module's name. A sequence of
+            names/globs: one block per entry, labelled by it. A mapping ``{label: names/globs}``:
+            one block per label.
+        params: With ``blocks=None``, the studied parameters (names/globs as for
+            :class:`HessianOperator`); ``None``: every parameter with ``requires_grad``.
 
     Returns:
         ``(label, module kind, parameter names)`` per block, ordered by first parameter.
@@ -180,7 +184,11 @@ def parameter_blocks(
     if blocks is None:
         owners = dict(model.named_modules())
         grouped: dict[str, list[str]] = {}
-        for name in select_parameters(model, None):
+        try:
+            studied = select_parameters(model, params)
+        except ValueError as err:
+            raise InputError(str(err)) from err
+        for name in studied:
             grouped.setdefault(name.rpartition(".")[0], []).append(name)
         out = [(owner or name_list[0], type(owners[owner]).__name__ if owner in owners else "", name_list)
                for owner, name_list in grouped.items()]
@@ -204,16 +212,37 @@ def parameter_blocks(
     return sorted(out, key=lambda b: order[b[2][0]])
 
 
-def _block_lanczos(op: HessianOperator, max_iter: int, tol: float | None, seed: int):
-    """``(lambda_max, lambda_min, their error bounds, converged, Krylov basis, tr T)`` of one block."""
+@dataclass
+class _Block:
+    """One block's Lanczos run: its coordinates in the full vector, Krylov basis and extreme Ritz pairs."""
+
+    label: str
+    kind: str
+    names: list[str]
+    index: torch.Tensor
+    basis: torch.Tensor
+    krylov_trace: float  # tr T_b = tr(Q_b^T H_bb Q_b)
+    extremes: tuple[float, float]
+    errors: tuple[float, float]
+    converged: bool
+
+    @property
+    def spanned(self) -> bool:
+        """The Krylov basis is the whole block: its trace is exactly ``krylov_trace``."""
+        return self.basis.shape[1] >= len(self.index)
+
+
+def _block_lanczos(op: HessianOperator, max_iter: int, tol: float | None, seed: int) -> dict[str, Any]:
+    """Lanczos from both ends on one block operator (a 1x1 block is its single entry)."""
     if op.n == 1:
         h = float((op @ torch.ones(1, dtype=torch.float64))[0])
-        return h, h, 0.0, 0.0, True, torch.ones(1, 1, dtype=torch.float64), h
+        return {"basis": torch.ones(1, 1, dtype=torch.float64), "krylov_trace": h, "extremes": (h, h),
+                "errors": (0.0, 0.0), "converged": True}
     res = lanczos(op, 1, "BE", max_iter=max(2, min(max_iter, op.n)), tol=tol, seed=seed, keep_basis=True,
                   return_eigenvectors=False, warn=False)
-    lam_max, lam_min = (float(v) for v in res.eigenvalues)
-    err_max, err_min = (float(v) for v in res.error_bounds)
-    return lam_max, lam_min, err_max, err_min, res.all_converged, res.basis, float(np.sum(res.all_ritz_values))
+    return {"basis": res.basis, "krylov_trace": float(np.sum(res.all_ritz_values)),
+            "extremes": tuple(float(v) for v in res.eigenvalues), "errors": tuple(float(v) for v in res.error_bounds),
+            "converged": res.all_converged}
 
 
 def layer_spectra(
@@ -222,6 +251,7 @@ def layer_spectra(
     data: Any,
     *,
     blocks: Mapping[str, str | Sequence[str]] | Sequence[str] | None = None,
+    params: str | Sequence[str] | None = None,
     max_iter: int = 100,
     tol: float | None = None,
     trace_probes: int = 32,
@@ -236,15 +266,19 @@ def layer_spectra(
     """:math:`\\lambda_{\\max}`, :math:`\\lambda_{\\min}` and trace of every diagonal block :math:`H_{bb}` in one call.
 
     Per block, one Lanczos run from both ends (``which="BE"``, at most ``max_iter`` products of
-    the block operator; exact when ``max_iter >= n_b``). Then ``trace_probes`` products of the
-    full Hessian with Rademacher probes, each projected per block onto the complement of that
-    block's Krylov basis, estimate every block's trace at once (see the module docstring).
+    the block operator, stopping when both ends converge). Then ``trace_probes`` products of
+    the full Hessian with Rademacher probes, each projected per block onto the complement of
+    that block's Krylov basis, estimate every block's trace at once (see the module docstring);
+    a block whose Krylov basis spans it has an exact trace, and when every block does, no probe
+    is spent.
 
     Args:
         model: The network (left untouched, as by :class:`HessianOperator`).
         loss_fn: ``loss_fn(outputs, targets) -> scalar``.
         data: Anything :class:`HessianOperator` accepts.
         blocks: How to cut the parameters (:func:`parameter_blocks`); default one block per layer.
+        params: With ``blocks=None``, which parameters the layers' blocks are made of (default:
+            every parameter with ``requires_grad``).
         max_iter: Lanczos products per block, at most.
         tol: Relative residual tolerance of the Lanczos runs (default matched to the dtype).
         trace_probes: Shared full-Hessian probes for the traces (at least 2, for a standard error).
@@ -263,52 +297,52 @@ def layer_spectra(
     if not isinstance(trace_probes, int) or trace_probes < 2:
         raise InputError(f"trace_probes must be an int >= 2 (a standard error needs two probes), got {trace_probes!r}")
     seed = 0 if seed is None else seed
-    parts = parameter_blocks(model, blocks)
+    parts = parameter_blocks(model, blocks, params)
     settings = dict(dtype=dtype, batch_size=batch_size, reduction=reduction, cache_graphs=cache_graphs, mode=mode)
     full = HessianOperator(model, loss_fn, data, params=[n for _, _, names in parts for n in names], **settings)
     offsets = dict(zip(full.param_names, np.cumsum([0, *full.fmodel.sizes[:-1]]).tolist()))
     sizes = dict(zip(full.param_names, full.fmodel.sizes))
 
-    found = []
+    found: list[_Block] = []
     block_products = 0
     for b, (label, kind, names) in enumerate(progress(parts, enabled=progress_bar, total=len(parts), desc="layer Lanczos")):
         # one block of everything is the full operator: share its gradient graph
         op = full if names == full.param_names else HessianOperator(model, loss_fn, data, params=names, **settings)
-        lam_max, lam_min, err_max, err_min, converged, basis, exact_part = _block_lanczos(op, max_iter, tol, seed + b)
+        run = _block_lanczos(op, max_iter, tol, seed + b)
         block_products += op.num_products
-        index = torch.cat([torch.arange(offsets[n], offsets[n] + sizes[n]) for n in op.param_names])
-        found.append((label, kind, op.param_names, index, basis, exact_part, lam_max, lam_min, err_max, err_min, converged))
+        index = torch.cat([torch.arange(offsets[n], offsets[n] + sizes[n]) for n in names])
+        found.append(_Block(label, kind, names, index, **run))
         del op  # a block operator's gradient graph
 
     full.reset_counter()
     gen = make_generator(seed + len(parts))
     samples = np.zeros((trace_probes, len(parts)))
-    spanned_all = all(f[4].shape[1] >= len(f[3]) for f in found)
-    for p in progress(range(0 if spanned_all else trace_probes), enabled=progress_bar, total=trace_probes, desc="layer trace probes"):
+    count = 0 if all(block.spanned for block in found) else trace_probes
+    for p in progress(range(count), enabled=progress_bar, total=count, desc="layer trace probes"):
         z = probes(full.n, 1, gen)[:, 0].to(full.device)
         u = torch.zeros_like(z)
-        for index, basis in ((f[3], f[4]) for f in found):
-            u[index] = _orthogonalize(z[index], basis.to(z.device))
+        for block in found:
+            u[block.index] = _orthogonalize(z[block.index], block.basis.to(z.device))
         w = (full @ u).to(torch.float64)
-        for b, index in enumerate(f[3] for f in found):
-            samples[p, b] = float(u[index] @ w[index])
+        for b, block in enumerate(found):
+            samples[p, b] = float(u[block.index] @ w[block.index])
 
-    layers, stochastic = [], []
-    for b, (label, kind, names, index, basis, exact_part, lam_max, lam_min, err_max, err_min, converged) in enumerate(found):
-        spans = basis.shape[1] >= len(index)  # the Krylov basis is the whole block: its trace is tr T_b
-        stochastic.append(not spans)
-        layers.append(LayerSpectrum(
-            name=label, kind=kind, params=list(names), size=len(index), lambda_max=lam_max, lambda_min=lam_min,
-            lambda_max_error=err_max, lambda_min_error=err_min, converged=converged,
-            trace=exact_part + (0.0 if spans else float(samples[:, b].mean())),
-            trace_stderr=0.0 if spans else _stderr(samples[:, b]), krylov_dim=int(basis.shape[1]),
-        ))
-    mask = np.asarray(stochastic)
+    layers = [
+        LayerSpectrum(
+            name=block.label, kind=block.kind, params=list(block.names), size=len(block.index),
+            lambda_max=block.extremes[0], lambda_min=block.extremes[1],
+            lambda_max_error=block.errors[0], lambda_min_error=block.errors[1], converged=block.converged,
+            trace=block.krylov_trace + (0.0 if block.spanned else float(samples[:, b].mean())),
+            trace_stderr=0.0 if block.spanned else _stderr(samples[:, b]), krylov_dim=int(block.basis.shape[1]),
+        )
+        for b, block in enumerate(found)
+    ]
+    stochastic = np.array([not block.spanned for block in found])
     return LayerSpectra(
         layers=layers,
         trace=float(sum(layer.trace for layer in layers)),
-        trace_stderr=_stderr(samples[:, mask].sum(axis=1)) if mask.any() else 0.0,
-        trace_probes=trace_probes,
+        trace_stderr=_stderr(samples[:, stochastic].sum(axis=1)) if stochastic.any() else 0.0,
+        trace_probes=count,
         block_products=block_products,
         full_products=full.num_products,
         info={"max_iter": max_iter, "seed": seed, "num_params": full.n, "num_samples": full.num_samples},
