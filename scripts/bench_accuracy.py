@@ -5,10 +5,10 @@ Implements ``shared/protocol.md`` (development suite):
 * functions quad2, quartic, sincos, vec2 (2-D, N = 2000) and mixed10 (10-D, N = 20000);
 * noise 0 and 1 % (std = 0.01 · std of f over the samples), inputs uniform from
   ``numpy.random.default_rng(1)``, noise drawn after them from the same generator —
-  drawn ONCE per (function, noise) with :class:`surrogates.data.FunctionSource` and handed,
+  drawn ONCE per (function, noise) with :class:`surrogates.fitting.sources.FunctionSource` and handed,
   identical, to every method;
 * 500 test points uniform in the central 80 % of the box (``default_rng(2)``), metrics from
-  :mod:`surrogates.metrics` (gradient, Hessian, mixed partials, Laplacian, Jacobian);
+  :mod:`surrogates.fitting.metrics` (gradient, Hessian, mixed partials, Laplacian, Jacobian);
 * fit and query time (wall clock, and process CPU time which is robust to other jobs on a
   shared machine when one thread is used), with the thread count;
 * critical points of quartic: each found point's distance to the nearest exact one
@@ -65,8 +65,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from surrogates.data import ArraySource, FunctionSource, Samples
-from surrogates.metrics import derivative_errors, protocol_test_points
+from surrogates.fitting.metrics import derivative_errors, protocol_test_points
+from surrogates.fitting.samples import Samples
+from surrogates.fitting.sources import ArraySource, FunctionSource
 
 #: Protocol table: function → number of training samples.
 PROTOCOL_N = {"quad2": 2000, "quartic": 2000, "sincos": 2000, "mixed10": 20000, "vec2": 2000}
@@ -238,8 +239,8 @@ def fit_surrogates(samples: Samples, function: str, overrides: list[str], gradie
     """Fit with the library's config for ``data=<function>`` (+ overrides), on the given arrays."""
     from omegaconf import OmegaConf
 
-    from surrogates.api import compose_config
-    from surrogates.training import train
+    from surrogates.config import compose_config
+    from surrogates.fitting.train import train
 
     base = [f"data={function}"] if function in PROTOCOL_N else ["data=arrays"]
     cfg = compose_config("train", [*base, "trainer.enable_progress_bar=false", *overrides])
@@ -361,7 +362,7 @@ def draw_samples(function: str, noise: float, n: int) -> Samples:
 
 def quartic_critical_points(f: Callable[[torch.Tensor], torch.Tensor], lower, upper) -> dict[str, Any]:
     """Critical points of a fitted quartic model against the exact ones (protocol section)."""
-    from surrogates.critical import find_critical_points
+    from surrogates.critical.search import find_critical_points
 
     report = find_critical_points(f, lower, upper)
     found, matched = [], set()

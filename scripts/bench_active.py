@@ -3,13 +3,13 @@
 A protocol function (default mixed10) plays the black box. Two arms, same ensemble and
 configuration:
 
-* ``active`` — :func:`surrogates.active.fit_active`: ``--initial`` Sobol samples, then
+* ``active`` — :func:`surrogates.fitting.active.fit_active`: ``--initial`` Sobol samples, then
   ``--rounds`` rounds adding ``--batch`` samples where the ensemble's Hessian disagreement is
   largest;
 * ``uniform`` — scrambled Sobol designs of the same sizes (and the extra ``--uniform-extra``
   sizes, to see how many uniform samples the active arm's error is worth).
 
-Errors of the ensemble mean (median over test points, :mod:`surrogates.metrics`) on two test
+Errors of the ensemble mean (median over test points, :mod:`surrogates.fitting.metrics`) on two test
 sets: the protocol's 500 points in the central 80 % of the box (in 10-D only 11 % of its
 volume) and 500 points uniform over the whole box. Fits run in ``--jobs`` worker processes
 (the active arm is one chain, the uniform sizes are independent), each with ``--threads``
@@ -57,7 +57,7 @@ def _errors(surrogate: Any, function: Any) -> dict[str, float]:
     """Per test set: the protocol's median relative Hessian error, and relative RMS errors
     sqrt(Σ‖ĝ − g‖² / Σ‖g‖²) and sqrt(Σ‖Ĥ − H‖²_F / Σ‖H‖²_F) — a whole-set measure that stays
     meaningful where the exact derivatives vanish (the median relative error does not)."""
-    from surrogates.metrics import derivative_errors, protocol_test_points
+    from surrogates.fitting.metrics import derivative_errors, protocol_test_points
 
     whole = np.random.default_rng(3).uniform(function.lower, function.upper, (500, function.dim))
     out = {}
@@ -73,7 +73,7 @@ def _errors(surrogate: Any, function: Any) -> dict[str, float]:
 def _source(args: argparse.Namespace, samples: int, seed: int) -> Any:
     """The protocol function as a black box: a Sobol design, noise of ``args.noise`` × the
     outputs' std over that design, and (for the active arm) more points at the same noise level."""
-    from surrogates.data import FunctionSource
+    from surrogates.fitting.sources import FunctionSource
 
     return FunctionSource(args.function, n_samples=samples, sampler="sobol", noise=args.noise, seed=seed)
 
@@ -83,8 +83,8 @@ def run_active(args: argparse.Namespace) -> list[dict[str, Any]]:
     import tempfile
     import warnings
 
-    from surrogates.active import active_train
-    from surrogates.api import compose_config
+    from surrogates.config import compose_config
+    from surrogates.fitting.active import active_train
 
     _prepare_worker(args.threads)
     cfg = compose_config("train", ["data=arrays", f"ensemble.size={args.ensemble}", f"seed={args.seed}", *_overrides(args)])
@@ -104,7 +104,7 @@ def run_active(args: argparse.Namespace) -> list[dict[str, Any]]:
 def run_uniform(args: argparse.Namespace, samples: int) -> list[dict[str, Any]]:
     import warnings
 
-    from surrogates.api import fit
+    from surrogates.fitting.fit import fit
 
     _prepare_worker(args.threads)
     source = _source(args, samples, args.seed + 1)

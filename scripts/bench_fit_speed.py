@@ -9,14 +9,14 @@ whose pieces it imports rather than copies:
   (case, noise) and handed, identical, to both methods and to every repetition;
 * the surrogate — :func:`bench_accuracy.fit_surrogates`: ``compose_config("train",
   ["data=<case>", *--overrides])`` (whatever ``configs/train.yaml`` composes to now, model and
-  trainer included) fitted by :func:`surrogates.training.train`, the path ``surrogates-train``
+  trainer included) fitted by :func:`surrogates.fitting.train.train`, the path ``surrogates-train``
   takes, with the data source swapped for the shared arrays; it holds out
   ``data.val_fraction`` of the samples for validation;
 * the GP — :func:`bench_accuracy.fit_gp`: GaussianProcessRegressor with C·RBF(ARD) + White,
   normalised targets, hyperparameters by marginal likelihood, fitted on at most
   ``--gp-max-samples`` (3000) samples — all of them for the 2-D cases, the first 3000 of
   mixed10's 20000; derivatives of its posterior mean in closed form;
-* errors — :func:`bench_accuracy.evaluate` (:func:`surrogates.metrics.derivative_errors` at the
+* errors — :func:`bench_accuracy.evaluate` (:func:`surrogates.fitting.metrics.derivative_errors` at the
   protocol's 500 test points): median relative gradient and Hessian (Frobenius) errors;
 * threads — :func:`bench_accuracy.set_threads` (``torch.set_num_threads`` + threadpoolctl
   limits for numpy/scipy BLAS, so the GP obeys them too); machine description, JSON encoding,
@@ -52,9 +52,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from surrogates.metrics import protocol_test_points
+from surrogates.fitting.metrics import protocol_test_points
 
 _SCRIPTS = str(Path(__file__).resolve().parent)
 if _SCRIPTS not in sys.path:  # bench_accuracy sits next to this file, also when a test loads it by path
@@ -288,8 +286,8 @@ def main(argv: list[str] | None = None) -> int:
             import sklearn.gaussian_process  # noqa: F401
         except ImportError:
             raise SystemExit("scikit-learn is not installed (pip install scikit-learn), or pass --no-gp") from None
-    import surrogates.api  # noqa: F401  imported before the clock starts: module import is not fit time
-    import surrogates.training  # noqa: F401
+    import surrogates.fitting.fit  # noqa: F401  imported before the clock starts: module import is not fit time
+    import surrogates.fitting.train  # noqa: F401
 
     runs = [(case, noise, threads)
             for case in args.case_list

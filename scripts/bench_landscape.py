@@ -10,7 +10,14 @@ on the float64 Hessian operator (eigenvalues) and an exact trace computed from t
 structure (:func:`exact_mlp_trace`, checked against a dense Hessian at start-up). PyHessian
 (optional, ``pip install pyhessian``) runs on a deep copy of the same model with its defaults.
 
+GGN, empirical and true Fisher and KFAC (``--curvature``, default ``include``): top-5 eigenvalues
+(our Lanczos / KFAC's factors vs curvlinops' operators under ``scipy.sparse.linalg.eigsh``),
+products, seconds and the time of one product, against float64 references, on the same MLP and
+on a 21k-parameter tanh CNN trained on scikit-learn's digits; written to
+``<out>_curvature.json`` and ``.txt``.
+
     python scripts/bench_landscape.py --threads 1 --reps 3 --out bench_landscape.json
+    python scripts/bench_landscape.py --curvature only --out scripts/results/bench_landscape.json
 """
 
 from __future__ import annotations
@@ -265,6 +272,207 @@ def measure(ex, reps: int, ref: dict[str, Any], with_pyhessian: bool) -> tuple[d
     return rows, base
 
 
+# ----------------------------------------------------------------------------- GGN, Fisher, KFAC vs curvlinops
+CURVATURES = ("ggn", "empirical", "true", "kfac")
+
+
+def digits_cnn(steps: int = 150, seed: int = 0):
+    """A small tanh CNN (21 530 parameters) on scikit-learn's 8x8 digits, full-batch Adam, float32."""
+    from sklearn.datasets import load_digits
+
+    from surrogates.landscape import Example
+
+    digits = load_digits()
+    X = torch.tensor(digits.images / 16.0, dtype=torch.float32)[:, None]
+    Y = torch.tensor(digits.target)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.Tanh(), nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.Tanh(),
+            nn.Flatten(), nn.Linear(32 * 4 * 4, 32), nn.Tanh(), nn.Linear(32, 10),
+        )
+    loss_fn = nn.CrossEntropyLoss()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(X), Y).backward()
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        final = float(loss_fn(model(X), Y))
+    info = {"recipe": "tanh CNN on sklearn digits, full-batch Adam", "n_samples": len(X), "steps": steps,
+            "num_params": sum(p.numel() for p in model.parameters()), "final_loss": final}
+    return Example(model, loss_fn, X, Y, info)
+
+
+def our_curvature(kind: str, ex, dtype=None):
+    """Our operator for ``kind`` (a fresh one: graph/factor construction is part of the timing)."""
+    from surrogates.landscape import FisherOperator, GGNOperator, KFACOperator
+
+    data = (ex.X, ex.Y)
+    if kind == "ggn":
+        return GGNOperator(ex.model, ex.loss_fn, data, dtype=dtype)
+    if kind == "kfac":
+        return KFACOperator(ex.model, ex.loss_fn, data, dtype=dtype)
+    return FisherOperator(ex.model, ex.loss_fn, data, kind=kind, dtype=dtype)
+
+
+def their_curvature(kind: str, ex, model=None):
+    """curvlinops' counterpart: GGN, empirical Fisher, Monte-Carlo Fisher (its default, 1 sample), KFAC (type-2)."""
+    import curvlinops as cl
+
+    model = ex.model if model is None else model
+    args = (model, ex.loss_fn, list(model.parameters()), [(ex.X, ex.Y)])
+    if kind == "ggn":
+        return cl.GGNLinearOperator(*args, check_deterministic=False)
+    if kind == "empirical":
+        return cl.EFLinearOperator(*args, check_deterministic=False)
+    if kind == "true":
+        return cl.FisherMCLinearOperator(*args, check_deterministic=False)
+    return cl.KFACLinearOperator(*args, check_deterministic=False, fisher_type="type-2", separate_weight_and_bias=False)
+
+
+class CountingScipy:
+    """Wrap a scipy LinearOperator and count the vectors it is applied to."""
+
+    def __init__(self, lin):
+        from scipy.sparse.linalg import LinearOperator
+
+        self.count = 0
+
+        def mv(x):
+            self.count += 1 if np.ndim(x) == 1 else np.shape(x)[1]
+            return lin @ x
+
+        self.op = LinearOperator(lin.shape, matvec=mv, matmat=mv, rmatvec=mv, rmatmat=mv, dtype=lin.dtype)
+
+
+def curvature_reference(kind: str, ex) -> np.ndarray:
+    """Float64 top-5: eigsh (tol 1e-10) on our float64 operator; for KFAC its factors' eigenvalues."""
+    op = our_curvature(kind, ex, dtype=torch.float64)
+    if kind == "kfac":
+        return op.eigenvalues(5)
+    return np.sort(eigsh(op.to_scipy(), k=5, which="LA", tol=1e-10, return_eigenvectors=False))[::-1]
+
+
+def float64_agreement(kind: str, ex, probes: int = 3) -> float | None:
+    """max ||ours v - curvlinops v|| / ||curvlinops v|| over random v, both in float64 (None without curvlinops)."""
+    try:
+        model64 = copy.deepcopy(ex.model).double()
+        ex64 = type(ex)(model64, ex.loss_fn, ex.X.double(), ex.Y, ex.info)
+        theirs = their_curvature("ggn" if kind == "true" else kind, ex64).to_scipy()  # exact true Fisher = GGN for CE
+    except ImportError:
+        return None
+    ours = our_curvature(kind, ex64)
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for _ in range(probes):
+        v = rng.standard_normal(ours.n)
+        a, b = ours @ v, theirs @ v
+        worst = max(worst, float(np.linalg.norm(a - b) / np.linalg.norm(b)))
+    return worst
+
+
+def median_product_s(apply: Callable[[np.ndarray], Any], n: int, reps: int = 7) -> float:
+    v = np.random.default_rng(1).standard_normal(n)
+    apply(v)  # builds cached graphs / factors
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        apply(v)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def curvature_benchmark(args, machine, nets: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Top-5 eigenvalues, products and seconds of GGN/Fisher/KFAC, ours vs curvlinops, interleaved per rep."""
+    try:
+        import curvlinops  # noqa: F401
+
+        have_cl = True
+    except ImportError:
+        have_cl = False
+    header = (
+        f"{'net':<10}{'curvature':<11}{'wall s':>8}{'prods':>7}{'rel err':>10}{'ms/prod':>9} | "
+        f"{'cl s':>7}{'cl prods':>9}{'cl err':>10}{'cl ms/prod':>11}{'time ratio':>11}{'f64 diff':>10}"
+    )
+    lines = [header, "-" * len(header)]
+    rows: dict[str, Any] = {}
+    for net_name, ex in nets:
+        n = sum(p.numel() for p in ex.model.parameters())
+        refs = {kind: curvature_reference(kind, ex) for kind in CURVATURES}
+        for kind in CURVATURES:
+            ref = refs[kind]
+            t_ours, t_cl, c_cl, out, cl_out, cl_err = [], [], [], None, None, None
+            for _ in range(args.reps):
+                t = time.perf_counter()
+                op = our_curvature(kind, ex)
+                out, count = (op.eigenvalues(5), 0) if kind == "kfac" else (lanczos(op, 5, "LA").eigenvalues, op.num_products)
+                t_ours.append(time.perf_counter() - t)
+                if have_cl and cl_err is None:
+                    try:
+                        t = time.perf_counter()
+                        counting = CountingScipy(their_curvature(kind, ex).to_scipy())
+                        cl_out = np.sort(eigsh(counting.op, k=5, which="LA", return_eigenvectors=False))[::-1]
+                        t_cl.append(time.perf_counter() - t)
+                        c_cl.append(counting.count)
+                    except Exception as err:  # report whatever curvlinops raises and keep going
+                        cl_err = f"{type(err).__name__}: {str(err)[:80]}"
+            op = our_curvature(kind, ex)
+            row = {
+                "wall_s": statistics.median(t_ours), "products": count, "eigenvalues": list(map(float, out)),
+                "reference": list(map(float, ref)), "rel_error": rel(out, ref),
+                "product_s": median_product_s(lambda v: op @ v, n),
+            }
+            if t_cl:
+                theirs = their_curvature(kind, ex).to_scipy()
+                row["curvlinops"] = {
+                    "wall_s": statistics.median(t_cl), "products": int(statistics.median(c_cl)),
+                    "eigenvalues": list(map(float, cl_out)), "rel_error": rel(cl_out, ref),
+                    "product_s": median_product_s(lambda v: theirs @ v, n),
+                }
+                row["float64_relative_difference"] = float64_agreement(kind, ex)
+            elif cl_err:
+                row["curvlinops"] = {"error": cl_err}
+            rows[f"{net_name}/{kind}"] = row
+            c = row.get("curvlinops", {})
+            if "wall_s" in c:
+                tail = (
+                    f"{c['wall_s']:>7.2f}{c['products']:>9d}{c['rel_error']:>10.1e}{c['product_s'] * 1e3:>11.1f}"
+                    f"{row['wall_s'] / c['wall_s']:>11.2f}{row['float64_relative_difference']:>10.1e}"
+                )
+            else:
+                tail = f"  {c.get('error', 'curvlinops not installed (pip install curvlinops-for-pytorch)')[:70]}"
+            lines.append(
+                f"{net_name:<10}{kind:<11}{row['wall_s']:>8.2f}{row['products']:>7d}{row['rel_error']:>10.1e}"
+                f"{row['product_s'] * 1e3:>9.1f} | {tail}"
+            )
+        ratio = refs["kfac"] / refs["ggn"]
+        rows[f"{net_name}/kfac_over_ggn"] = ratio.tolist()
+        lines.append(f"{net_name:<10}KFAC/GGN top-5 eigenvalue ratios (float64): " + ", ".join(f"{r:.3f}" for r in ratio))
+        hess = HessianOperator(ex.model, ex.loss_fn, (ex.X, ex.Y))
+        rows[f"{net_name}/hessian_product_s"] = median_product_s(lambda v: hess @ v, n)
+        lines.append(f"{net_name:<10}one Hessian-vector product (same run): {rows[f'{net_name}/hessian_product_s'] * 1e3:.1f} ms")
+    lines.append("")
+    lines.append(
+        "rel err: top-5 vs float64 eigsh (tol 1e-10) on our float64 operator (KFAC: its factors' eigenvalues); "
+        "ours = lanczos (KFAC: factors, 0 products), curvlinops = scipy eigsh on to_scipy(); "
+        "curvlinops 'true' is its Monte-Carlo Fisher (1 sample, its default), ours the exact expectation; "
+        "f64 diff: ||ours v - curvlinops v|| / ||curvlinops v|| in float64 (true: vs its GGN, equal for cross-entropy); "
+        f"threads={torch.get_num_threads()}, medians of {args.reps} reps"
+    )
+    print("\n".join(lines))
+    return {"machine": machine, "nets": {name: ex.info for name, ex in nets}, "rows": rows, "reps": args.reps, "table": lines}
+
+
+def write_curvature(args, result: dict[str, Any]) -> None:
+    stem = args.out[: -len(".json")] if args.out.endswith(".json") else args.out
+    write_json(f"{stem}_curvature.json", result)
+    with open(f"{stem}_curvature.txt", "w") as fh:
+        fh.write("\n".join(result["table"]) + "\n")
+    print(f"wrote {stem}_curvature.json and .txt")
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -273,6 +481,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--out", default="bench_landscape.json", help="JSON output path")
     ap.add_argument("--no-pyhessian", action="store_true", help="skip the PyHessian baseline")
     ap.add_argument("--ref-cache", default=None, help="optional .npz to store/reuse the float64 references")
+    ap.add_argument(
+        "--curvature", choices=("include", "skip", "only"), default="include",
+        help="GGN/Fisher/KFAC vs curvlinops on the MLP and a digits CNN, written to <out>_curvature.json/.txt",
+    )
     args = ap.parse_args(argv)
     if args.reps < 1:
         ap.error("--reps must be >= 1")
@@ -286,12 +498,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
     }
     print(f"machine: {machine}")
-    check = _self_check()
-    print(f"exact_mlp_trace self-check vs dense Hessian: relative error {check:.1e}")
-
     t = time.perf_counter()
     ex = teacher_classification()
     print(f"model: {ex.info}  (trained in {time.perf_counter() - t:.1f} s)")
+    if args.curvature != "skip":
+        curv = curvature_benchmark(args, machine, [("mlp-85k", ex), ("cnn-21k", digits_cnn())])
+        write_curvature(args, curv)
+        if args.curvature == "only":
+            return {"curvature": curv}
+    check = _self_check()
+    print(f"exact_mlp_trace self-check vs dense Hessian: relative error {check:.1e}")
 
     t = time.perf_counter()
     cache = args.ref_cache

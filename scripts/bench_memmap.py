@@ -77,8 +77,8 @@ def _child(mode: str, folder: Path, batches: int) -> None:
         import torch
 
         torch.set_num_threads(1)
-        from surrogates.api import compose_config
-        from surrogates.training import train
+        from surrogates.config import compose_config
+        from surrogates.fitting.train import train
 
         if mode == "train":
             overrides = [

@@ -14,17 +14,17 @@ networks: :mod:`surrogates.landscape`.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from surrogates._lazy import lazy_exports
 
 # Public name -> module that defines it. Resolved on first use (PEP 562), so that
 # ``import surrogates`` or ``import surrogates.calculus`` does not pay for Lightning and Hydra
 # (seconds) before a query or a loss-landscape call that needs neither.
 _EXPORTS = {
-    "fit": "surrogates.api",
-    "fit_active": "surrogates.active",
-    "refine_critical_points": "surrogates.active",
+    "fit": "surrogates.fitting.fit",
+    "fit_active": "surrogates.fitting.active",
+    "refine_critical_points": "surrogates.critical.refine",
     "load": "surrogates.surrogate",
     "Surrogate": "surrogates.surrogate",
     "SurrogatesError": "surrogates.errors",
@@ -34,16 +34,16 @@ _EXPORTS = {
     "ExtrapolationError": "surrogates.errors",
     "OutputError": "surrogates.errors",
     "ExtrapolationWarning": "surrogates.errors",
-    "CriticalPoint": "surrogates.critical",
-    "CriticalPointReport": "surrogates.critical",
-    "find_critical_points": "surrogates.critical",
+    "CriticalPoint": "surrogates.critical.report",
+    "CriticalPointReport": "surrogates.critical.report",
+    "find_critical_points": "surrogates.critical.search",
 }
 
 if TYPE_CHECKING:
     from surrogates import calculus
-    from surrogates.active import fit_active, refine_critical_points
-    from surrogates.api import fit
-    from surrogates.critical import CriticalPoint, CriticalPointReport, find_critical_points
+    from surrogates.critical.refine import refine_critical_points
+    from surrogates.critical.report import CriticalPoint, CriticalPointReport
+    from surrogates.critical.search import find_critical_points
     from surrogates.errors import (
         CheckpointError,
         DataError,
@@ -53,22 +53,12 @@ if TYPE_CHECKING:
         OutputError,
         SurrogatesError,
     )
+    from surrogates.fitting.active import fit_active
+    from surrogates.fitting.fit import fit
     from surrogates.surrogate import Surrogate, load
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    if importlib.util.find_spec(f"surrogates.{name}") is not None:  # a submodule: surrogates.calculus, …
-        return importlib.import_module(f"surrogates.{name}")
-    raise AttributeError(f"module 'surrogates' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "fit",

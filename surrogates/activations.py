@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from surrogates.errors import InputError
+
 _SQRT_2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
@@ -102,6 +104,6 @@ def get_activation(name: str) -> Activation:
     try:
         return ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(
+        raise InputError(
             f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}"
         ) from None

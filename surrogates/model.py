@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from surrogates.activations import Activation, get_activation
+from surrogates.errors import InputError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -21,12 +22,12 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     """Map ``"float32"``/``"float64"`` (or a torch dtype) to a torch dtype."""
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
-            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+            raise InputError(f"dtype must be float32 or float64, got {dtype}")
         return dtype
     try:
         return DTYPES[dtype]
     except KeyError:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}") from None
+        raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}") from None
 
 
 class Affine(nn.Module):
@@ -72,7 +73,7 @@ class MLP(nn.Module):
         super().__init__()
         for name, value in (("in_dim", in_dim), ("out_dim", out_dim), ("width", width), ("depth", depth)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"MLP {name} must be a positive integer, got {value!r}")
+                raise InputError(f"MLP {name} must be a positive integer, got {value!r}")
         torch_dtype = resolve_dtype(dtype)
         self.in_dim, self.out_dim, self.width, self.depth = in_dim, out_dim, width, depth
         self.activation: Activation = get_activation(activation)
@@ -101,7 +102,7 @@ class MLP(nn.Module):
         for name, scale in (("input", x_scale), ("output", y_scale)):
             scale = torch.as_tensor(scale)
             if not bool(torch.all(torch.isfinite(scale) & (scale > 0))):
-                raise ValueError(f"{name} scale must be positive and finite, got {scale.tolist()}")
+                raise InputError(f"{name} scale must be positive and finite, got {scale.tolist()}")
         self.input_scaling.shift.copy_(torch.as_tensor(x_shift))
         self.input_scaling.scale.copy_(torch.as_tensor(x_scale))
         self.output_scaling.shift.copy_(torch.as_tensor(y_shift))

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # figures are written to files; never needs a display
-
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from surrogates import calculus
+from surrogates.errors import InputError
 
 
 class _Queries:
@@ -27,7 +25,7 @@ class _Queries:
     def __init__(self, f: Any):
         if hasattr(f, "hessian") and hasattr(f, "predict"):  # a Surrogate: its own (fast) queries
             if f.in_dim != 2 or f.out_dim != 1:
-                raise ValueError(f"plots need a scalar function of 2 inputs, got {f!r}")
+                raise InputError(f"plots need a scalar function of 2 inputs, got {f!r}")
             self.value, self.gradient = f.predict, f.gradient
             self.hessian = lambda X: f.hessian(X).reshape(-1, 2, 2)
         else:
@@ -39,14 +37,14 @@ class _Queries:
 def _grid(lower: Sequence[float], upper: Sequence[float], resolution: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
     if lower.shape != (2,) or upper.shape != (2,):
-        raise ValueError(f"plots need a 2-D box, got lower {lower.shape} upper {upper.shape}")
+        raise InputError(f"plots need a 2-D box, got lower {lower.shape} upper {upper.shape}")
     if resolution < 2:
-        raise ValueError(f"resolution must be at least 2, got {resolution}")
+        raise InputError(f"resolution must be at least 2, got {resolution}")
     gx, gy = np.meshgrid(np.linspace(lower[0], upper[0], resolution), np.linspace(lower[1], upper[1], resolution))
     return gx, gy, np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
-def _labels(ax: plt.Axes, f: Any) -> None:
+def _labels(ax: Axes, f: Any) -> None:
     names = getattr(f, "input_names", None) or ["x0", "x1"]
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
@@ -57,11 +55,11 @@ def plot_contour(
     f: Any,
     lower: Sequence[float],
     upper: Sequence[float],
-    ax: plt.Axes | None = None,
+    ax: Axes | None = None,
     resolution: int = 120,
     gradient_field: bool = True,
     arrows: int = 20,
-) -> plt.Axes:
+) -> Axes:
     """Filled contours of f over the box, with its (normalised) gradient field as arrows.
 
     Args:
@@ -74,7 +72,7 @@ def plot_contour(
         arrows: Arrows per axis.
     """
     queries = _Queries(f)
-    ax = ax if ax is not None else plt.subplots(figsize=(6.4, 5.2))[1]
+    ax = ax if ax is not None else Figure(figsize=(6.4, 5.2)).subplots()
     gx, gy, points = _grid(lower, upper, resolution)
     values = queries.value(points).reshape(gx.shape)
     filled = ax.contourf(gx, gy, values, levels=30, cmap="viridis")
@@ -96,7 +94,7 @@ def plot_hessian_eigenvalues(
     lower: Sequence[float],
     upper: Sequence[float],
     resolution: int = 80,
-) -> plt.Figure:
+) -> Figure:
     """Maps of the two Hessian eigenvalues λ₁ ≤ λ₂ over the box, with the zero level drawn.
 
     The sign pattern tells the local shape: both positive = convex (bowl), both negative =
@@ -104,7 +102,8 @@ def plot_hessian_eigenvalues(
     """
     gx, gy, points = _grid(lower, upper, resolution)
     eigenvalues = np.linalg.eigvalsh(_Queries(f).hessian(points))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), constrained_layout=True)
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    axes = fig.subplots(1, 2)
     bound = float(np.max(np.abs(eigenvalues))) or 1.0
     for k, (ax, title) in enumerate(zip(axes, ("smallest eigenvalue λ₁", "largest eigenvalue λ₂"))):
         field = eigenvalues[:, k].reshape(gx.shape)

@@ -20,9 +20,10 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from surrogates import calculus
-from surrogates.errors import CheckpointError, ExtrapolationError, ExtrapolationWarning
+from surrogates.critical.report import CriticalPointReport
+from surrogates.critical.search import find_critical_points
+from surrogates.errors import CheckpointError, ExtrapolationError, ExtrapolationWarning, InputError
 from surrogates.io import atomic_write
-from surrogates.critical import CriticalPoint, find_critical_points
 from surrogates.model import MLP
 
 FORMAT = "surrogates.mlp/1"  # members.<k>.<MLP state key> tensors + JSON header
@@ -32,7 +33,7 @@ EXTRAPOLATION_MODES = ("warn", "error", "nan")
 
 # Frames in these files are skipped when an ExtrapolationWarning names its line: the warning
 # points at the user's call, however deep inside the package the domain check ran.
-_INTERNAL_FILES = {__file__, str(Path(__file__).with_name("query.py"))}
+_INTERNAL_FILES = {__file__, str(Path(__file__).parent / "fitting" / "predict.py")}
 
 
 def _user_stacklevel() -> int:
@@ -46,7 +47,7 @@ def _user_stacklevel() -> int:
 
 def check_extrapolation_mode(extrapolation: str) -> str:
     if extrapolation not in EXTRAPOLATION_MODES:
-        raise ValueError(f"extrapolation must be one of {list(EXTRAPOLATION_MODES)}, got {extrapolation!r}")
+        raise InputError(f"extrapolation must be one of {list(EXTRAPOLATION_MODES)}, got {extrapolation!r}")
     return extrapolation
 
 
@@ -110,17 +111,17 @@ class Surrogate:
     ):
         members = [members] if isinstance(members, MLP) else list(members)
         if not members:
-            raise ValueError("a surrogate needs at least one network")
+            raise InputError("a surrogate needs at least one network")
         first = members[0]
         if any((m.in_dim, m.out_dim, m.dtype) != (first.in_dim, first.out_dim, first.dtype) for m in members):
-            raise ValueError("ensemble members must share input/output dimensions and dtype")
+            raise InputError("ensemble members must share input/output dimensions and dtype")
         if len(input_names) != first.in_dim or len(output_names) != first.out_dim:
-            raise ValueError(
+            raise InputError(
                 f"{len(input_names)} input / {len(output_names)} output names for a model "
                 f"with {first.in_dim} inputs and {first.out_dim} outputs"
             )
         if scalar_output and first.out_dim != 1:
-            raise ValueError(f"scalar_output needs a model with one output, got {first.out_dim}")
+            raise InputError(f"scalar_output needs a model with one output, got {first.out_dim}")
         self.members = [m.eval().requires_grad_(False) for m in members]
         self.model: nn.Module = self.members[0] if len(self.members) == 1 else EnsembleMean(self.members)
         self.input_names, self.output_names = list(input_names), list(output_names)
@@ -161,13 +162,13 @@ class Surrogate:
             try:
                 X = torch.as_tensor(np.asarray(X, dtype=np.float64))
             except (TypeError, ValueError) as err:
-                raise ValueError(f"query points must be numeric arrays: {err}") from None
+                raise InputError(f"query points must be numeric arrays: {err}") from None
         if not torch.is_floating_point(X):
             X = X.to(torch.float64)
         single = X.ndim == 1
         batch = X[None] if single else X
         if batch.ndim != 2 or batch.shape[1] != self.in_dim:
-            raise ValueError(
+            raise InputError(
                 f"query points must have shape (N, {self.in_dim}) or ({self.in_dim},) for this "
                 f"surrogate of inputs {self.input_names}, got {tuple(X.shape)}"
             )
@@ -233,7 +234,7 @@ class Surrogate:
         single = batch.ndim == 1
         batch = batch[None] if single else batch
         if batch.ndim != 2 or batch.shape[1] != self.in_dim:
-            raise ValueError(f"points must have shape (N, {self.in_dim}) or ({self.in_dim},), got {tuple(batch.shape)}")
+            raise InputError(f"points must have shape (N, {self.in_dim}) or ({self.in_dim},), got {tuple(batch.shape)}")
         mask = self._inside(batch)
         mask = mask[0] if single else mask
         return mask.numpy() if as_numpy else mask
@@ -257,7 +258,7 @@ class Surrogate:
         :meth:`check_domain`); with ``"nan"`` every entry of an outside point's rows is NaN.
         """
         if return_std and self.ensemble_size < 2:
-            raise ValueError("return_std needs an ensemble: train with ensemble.size=K (K ≥ 2)")
+            raise InputError("return_std needs an ensemble: train with ensemble.size=K (K ≥ 2)")
         batch, restore, inside = self._points(X, extrapolation)
         per_member = torch.stack([compute(member, batch) for member in self.members])
         if extrapolation == "nan" and not bool(inside.all()):
@@ -274,7 +275,7 @@ class Surrogate:
     def gradient(self, X: Any, return_std: bool = False, extrapolation: str = "warn") -> Any:
         """∇f̂, (N, d). Scalar surrogates only (use :meth:`jacobian` otherwise)."""
         if self.out_dim != 1:
-            raise ValueError(f"gradient needs a scalar surrogate; this one has {self.out_dim} outputs: use jacobian")
+            raise InputError(f"gradient needs a scalar surrogate; this one has {self.out_dim} outputs: use jacobian")
         compute = lambda f, P: calculus.gradient(f, P, chunk_size=self.chunk_size)  # noqa: E731
         return self._query(X, compute, return_std, extrapolation, squeeze=False)
 
@@ -317,14 +318,14 @@ class Surrogate:
         """
         batch, _, _ = self._points(x0)
         if batch.shape[0] != 1:
-            raise ValueError(f"taylor needs a single point of shape ({self.in_dim},), got {np.shape(x0)}")
+            raise InputError(f"taylor needs a single point of shape ({self.in_dim},), got {np.shape(x0)}")
         model = calculus.taylor(self.model, batch[0])
         if self.scalar_output:
             model = calculus.TaylorModel(model.center, model.value[0], model.gradient[0], model.hessian[0])
         return model
 
-    def critical_points(self, **options: Any) -> list[CriticalPoint]:
-        """Critical points of f̂ (the ensemble mean) inside the training domain, classified by
+    def critical_points(self, **options: Any) -> CriticalPointReport:
+        """Critical points of f̂ (the ensemble mean) in the training domain, classified by
         Hessian eigenvalues. Scalar surrogates only.
 
         Args:
@@ -332,14 +333,16 @@ class Surrogate:
                 (``starts``, ``seed``, tolerances).
 
         Returns:
-            :class:`~surrogates.critical.CriticalPoint` records (x, value, gradient_norm,
-            eigenvalues, kind, index, in_domain, …), minima first. For the search's bookkeeping
-            (dropped starts, tolerances) and JSON/CSV export, call
-            :func:`surrogates.critical.find_critical_points` on ``self.model``.
+            The same :class:`~surrogates.critical.CriticalPointReport` as
+            :func:`~surrogates.critical.find_critical_points` on ``self.model`` over the training
+            box: it acts as the list of :class:`~surrogates.critical.CriticalPoint` records (x,
+            value, gradient_norm, eigenvalues, kind, index, in_domain, …; minima first) and
+            also holds the search's bookkeeping (dropped starts, tolerances) and the
+            table/JSON/CSV exports.
         """
         if self.out_dim != 1:
-            raise ValueError(f"critical points need a scalar surrogate; this one has {self.out_dim} outputs")
-        return find_critical_points(self.model, self.lower, self.upper, chunk_size=self.chunk_size, **options).points
+            raise InputError(f"critical points need a scalar surrogate; this one has {self.out_dim} outputs")
+        return find_critical_points(self.model, self.lower, self.upper, chunk_size=self.chunk_size, **options)
 
     # ------------------------------------------------------------------ persistence
 

@@ -9,7 +9,6 @@ from types import ModuleType
 
 import pytest
 import torch
-from hydra import compose, initialize_config_module
 
 # Test problems are tiny: one thread is as fast, and immune to a busy machine's contention.
 torch.set_num_threads(1)
@@ -25,11 +24,9 @@ FAST = [
 def compose_config():
     """compose_config(name, overrides) → DictConfig, as the CLI would see it."""
 
-    def _compose(config_name: str, overrides: list[str] = ()):
-        with initialize_config_module(config_module="surrogates.configs", version_base="1.3"):
-            return compose(config_name=config_name, overrides=list(overrides))
+    from surrogates.config import compose_config
 
-    return _compose
+    return compose_config
 
 
 def load_script(name: str) -> ModuleType:

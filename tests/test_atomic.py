@@ -130,7 +130,8 @@ def test_results_get_the_mode_a_plain_open_gives(tmp_path, umask, mask, expected
 
 def test_a_training_run_writes_its_results_with_the_umask_mode(compose_config, tmp_path, umask):
     from conftest import FAST
-    from surrogates.training import SUMMARY_FILE, SURROGATE_FILE, train
+
+    from surrogates.fitting.train import SUMMARY_FILE, SURROGATE_FILE, train
 
     umask(0o022)
     train(compose_config("train", [*FAST, "logger=none"]), output_dir=tmp_path / "run")

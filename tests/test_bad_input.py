@@ -160,7 +160,7 @@ def unknown_group_option(t):
 
 
 def wrong_type_model_width(t):
-    return "train", ["model.width=abc"], r"model\.width must be an integer, got 'abc'"
+    return "train", ["model.width=abc"], r"'abc' of type 'str' could not be converted to Integer[\s\S]*full_key: model\.width"
 
 
 def negative_polish_patience(t):
@@ -214,7 +214,7 @@ def query_points_nan(t):
     return "query", [f"checkpoint={t / 's.safetensors'}", f"points={t / 'p.npy'}"], r"NaN or inf in row\(s\) 4"
 
 
-HYDRA_COMPOSITION = (unknown_config_key, unknown_group_option)
+HYDRA_COMPOSITION = (unknown_config_key, unknown_group_option, wrong_type_model_width)
 # torch's state-dict error text ends its first line with a colon and lists the mismatches below
 TWO_LINES = (query_checkpoint_other_model_shape,)
 CASES = [nan_outputs, inf_inputs_csv, length_mismatch_x_y, length_mismatch_gradients, one_d_inputs, two_d_outputs_3d,
@@ -272,7 +272,7 @@ def test_bad_input_gives_one_clear_error_and_writes_nothing(case, tmp_path, caps
 
 def test_duplicate_csv_column_names_stop_the_run_before_it_writes(compose_config, tmp_path):
     """A header ``pressure,pressure,flow,angle,yield`` used to train on the first column twice."""
-    from surrogates.data import DataError
+    from surrogates.errors import DataError
 
     rng = np.random.default_rng(0)
     rows = [",".join(f"{v:.6f}" for v in row) for row in rng.uniform(size=(40, 5))]

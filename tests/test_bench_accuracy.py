@@ -6,11 +6,7 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import load_script
-
-
-
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import load_script
 
 TINY = "trainer.max_epochs=30,model.width=16,model.polish_epochs=2,model.polish_iterations=5"
@@ -26,8 +25,8 @@ def _finite(value) -> bool:
 
 def test_tiny_quartic_run_reports_times_errors_and_target(bench, tmp_path, capsys):
     pytest.importorskip("sklearn")
-    from surrogates.functions import get_function
-    from surrogates.metrics import protocol_test_points
+    from surrogates.fitting.functions import get_function
+    from surrogates.fitting.metrics import protocol_test_points
     from surrogates.surrogate import Surrogate
 
     out, saved = tmp_path / "speed.json", tmp_path / "surrogates"

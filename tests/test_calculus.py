@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from surrogates import calculus
-from surrogates.functions import FUNCTIONS, get_function
+from surrogates.fitting.functions import FUNCTIONS, get_function
 from surrogates.model import MLP
 
 SCALAR_NAMES = [name for name in FUNCTIONS if get_function(name).is_scalar]

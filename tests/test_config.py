@@ -9,8 +9,8 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from surrogates.data import SurrogateDataModule
-from surrogates.module import SurrogateModule
+from surrogates.fitting.datamodule import SurrogateDataModule
+from surrogates.fitting.module import SurrogateModule
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -23,13 +23,13 @@ def test_default_train_config_composes(compose_config):
     cfg = compose_config("train")
     assert cfg.data.source.function == "quartic"
     assert cfg.trainer.inference_mode is False  # derivatives need autograd in every loop
-    assert OmegaConf.select(cfg, "model._target_") == "surrogates.module.SurrogateModule"
+    assert OmegaConf.select(cfg, "model._target_") == "surrogates.fitting.module.SurrogateModule"
 
 
 @pytest.mark.parametrize("option", _options("data"))
 def test_every_data_option_composes(compose_config, option):
     cfg = compose_config("train", [f"data={option}"])
-    assert cfg.data._target_ == "surrogates.data.SurrogateDataModule"
+    assert cfg.data._target_ == "surrogates.fitting.datamodule.SurrogateDataModule"
 
 
 @pytest.mark.parametrize("option", ["quad2", "quartic", "sincos", "vec2", "cubic", "mixed10", "rosenbrock"])

@@ -5,20 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from surrogates.data import (
+from surrogates.errors import DataError
+from surrogates.fitting.datamodule import SurrogateDataModule
+from surrogates.fitting.functions import get_function
+from surrogates.fitting.samples import column_stats, validate_samples
+from surrogates.fitting.sampling import sample_box
+from surrogates.fitting.sources import (
     ArraySource,
     CallableSource,
     CsvSource,
-    DataError,
     FunctionSource,
     NpySource,
     NpzSource,
-    SurrogateDataModule,
-    column_stats,
-    sample_box,
-    validate_samples,
 )
-from surrogates.functions import get_function
 
 
 def test_uniform_sampling_and_noise_follow_the_protocol():
@@ -61,7 +60,7 @@ def test_sobol_fills_space_more_evenly_than_uniform():
 def test_unknown_sampler_and_bad_box():
     with pytest.raises(DataError, match="unknown sampler 'halton'"):
         sample_box(10, [0], [1], "halton", np.random.default_rng(0))
-    with pytest.raises(DataError, match="upper bounds must exceed lower"):
+    with pytest.raises(DataError, match="every upper bound must exceed its lower bound"):
         sample_box(10, [0, 1], [1, 1], "uniform", np.random.default_rng(0))
 
 

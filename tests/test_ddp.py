@@ -43,13 +43,12 @@ def _query_points():
 
 def _worker(out: Path, mode: str) -> None:
     """Train (full batch: Adam then L-BFGS), validate in mini-batches, query; record per process."""
-    import lightning as L
     import torch
     from hydra.utils import instantiate
 
-    import surrogates.training as training
-    from surrogates.api import compose_config
-    from surrogates.query import query
+    import surrogates.fitting.train as training
+    from surrogates.config import compose_config
+    from surrogates.fitting.predict import query
     from surrogates.surrogate import Surrogate
 
     torch.set_num_threads(1)
@@ -171,7 +170,7 @@ def test_ddp_query_gathers_every_point_in_order_exactly(runs):
 
 def test_ddp_query_from_the_command_line(tmp_path):
     """Through Hydra: Lightning relaunches the command for rank 1; one set of files, one report."""
-    from surrogates.query import query
+    from surrogates.fitting.predict import query
 
     surrogate = _query_surrogate()
     surrogate.save(tmp_path / "s.safetensors")

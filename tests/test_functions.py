@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.func import jacrev, vmap
 
-from surrogates.functions import FUNCTIONS, TestFunction, get_function
+from surrogates.fitting.functions import FUNCTIONS, TestFunction, get_function
 
 N_DIM_FAMILIES = ("rosenbrock", "quadratic", "sum_of_sines", "convex_sines", "bump")
 

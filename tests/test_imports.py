@@ -34,7 +34,7 @@ def test_fitting_names_still_resolve_from_the_package_root():
 
     assert callable(surrogates.fit) and callable(surrogates.fit_active)
     assert issubclass(surrogates.DataError, ValueError)
-    assert surrogates.data.FunctionSource is not None  # submodules resolve as attributes
+    assert surrogates.fitting.sources.FunctionSource is not None  # submodules resolve as attributes
     assert set(surrogates.__all__) <= set(dir(surrogates))
     with pytest.raises(AttributeError, match="no attribute 'fitt'"):
         surrogates.fitt

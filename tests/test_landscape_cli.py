@@ -10,11 +10,16 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_module
+from test_landscape_helpers import one_thread, reference_hessian  # noqa: F401
 from torch import nn
 
 from surrogates.cli.landscape import run
-from surrogates.landscape.loading import apply_state_dict, load_archive, load_arrays, load_state_dict
-from test_landscape_helpers import one_thread, reference_hessian  # noqa: F401
+from surrogates.landscape.loading import (
+    apply_state_dict,
+    load_archive,
+    load_arrays,
+    load_state_dict,
+)
 
 SMALL = [
     "example.n_samples=128",

@@ -5,12 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_landscape_helpers import (  # noqa: F401
+    assert_unchanged,
+    classification_data,
+    one_thread,
+    reference_hessian,
+    snapshot,
+)
 from torch import nn
 
 from surrogates.errors import InputError
 from surrogates.landscape import layer_spectra
 from surrogates.landscape.layers import parameter_blocks
-from test_landscape_helpers import assert_unchanged, classification_data, one_thread, reference_hessian, snapshot  # noqa: F401
 
 
 def three_layer_net(seed=0):

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import csv
 import copy
+import csv
 
 import lightning as L
 import numpy as np
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
+from test_landscape_helpers import (  # noqa: F401
+    assert_unchanged,
+    one_thread,
+    reference_hessian,
+    snapshot,
+)
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from surrogates.errors import InputError
 from surrogates.landscape import CurvatureMonitor
-from test_landscape_helpers import assert_unchanged, one_thread, reference_hessian, snapshot  # noqa: F401
 
 
 class Classifier(L.LightningModule):

@@ -6,11 +6,6 @@ import numpy as np
 import pytest
 import torch
 from scipy.sparse.linalg import eigsh
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
-
-from surrogates.landscape.exact import dense_matrix
-from surrogates.landscape.operator import DenseSymmetricOperator, HessianOperator
 from test_landscape_helpers import (
     assert_unchanged,
     classification_data,
@@ -19,6 +14,11 @@ from test_landscape_helpers import (
     small_mlp,
     snapshot,
 )
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from surrogates.landscape.exact import dense_matrix
+from surrogates.landscape.operator import DenseSymmetricOperator, HessianOperator
 
 TOL = 1e-10
 

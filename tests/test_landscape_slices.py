@@ -7,6 +7,13 @@ import copy
 import numpy as np
 import pytest
 import torch
+from test_landscape_helpers import (
+    assert_unchanged,
+    classification_data,
+    one_thread,  # noqa: F401 (autouse fixture)
+    small_mlp,
+    snapshot,
+)
 from torch import nn
 
 from surrogates.landscape.character import characterize
@@ -21,13 +28,6 @@ from surrogates.landscape.slices import (
     random_slice,
     slice_row,
     symmetric_grid,
-)
-from test_landscape_helpers import (
-    assert_unchanged,
-    classification_data,
-    one_thread,  # noqa: F401 (autouse fixture)
-    small_mlp,
-    snapshot,
 )
 
 

@@ -7,13 +7,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-from surrogates.landscape.density import spectral_density
-from surrogates.landscape.exact import dense_matrix, exact_spectrum
-from surrogates.landscape.lanczos import lanczos
-from surrogates.landscape.operator import DenseSymmetricOperator, HessianOperator
-from surrogates.landscape.trace import hutchinson, hutchpp
 from test_landscape_helpers import (
     assert_unchanged,
     classification_data,
@@ -22,6 +15,13 @@ from test_landscape_helpers import (
     small_mlp,
     snapshot,
 )
+from torch import nn
+
+from surrogates.landscape.density import spectral_density
+from surrogates.landscape.exact import dense_matrix, exact_spectrum
+from surrogates.landscape.lanczos import lanczos
+from surrogates.landscape.operator import DenseSymmetricOperator, HessianOperator
+from surrogates.landscape.trace import hutchinson, hutchpp
 
 
 def known_operator(eigs, seed=0):

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from surrogates import calculus
-from surrogates.functions import FUNCTIONS, get_function
+from surrogates.fitting.functions import FUNCTIONS, get_function
 from surrogates.model import MLP
 
 ACTIVATIONS = ["tanh", "silu", "softplus", "gelu"]

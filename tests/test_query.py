@@ -16,9 +16,9 @@ import torch
 import surrogates
 from surrogates.cli import query as query_cli
 from surrogates.cli.query import run
-from surrogates.data import DataError
+from surrogates.errors import DataError
+from surrogates.fitting.predict import grid_points, query
 from surrogates.model import MLP
-from surrogates.query import grid_points, query
 from surrogates.surrogate import ExtrapolationError, ExtrapolationWarning, Surrogate
 
 

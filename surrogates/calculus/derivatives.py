@@ -60,6 +60,7 @@ from surrogates.calculus.layerwise import (
     layerwise_laplacian,
     supports_layerwise,
 )
+from surrogates.errors import InputError
 from surrogates.model import resolve_dtype
 
 __all__ = [
@@ -167,7 +168,7 @@ def _prepare(
     if not isinstance(X, Tensor):
         raise TypeError(f"X must be a torch.Tensor of shape (N, d) or (d,), got {type(X).__name__}")
     if X.ndim not in (1, 2) or X.shape[0] == 0:
-        raise ValueError(f"X must have shape (N, d) or (d,) with at least one point, got {tuple(X.shape)}")
+        raise InputError(f"X must have shape (N, d) or (d,) with at least one point, got {tuple(X.shape)}")
     if X.is_complex():
         raise TypeError(f"X must be real, got {X.dtype}")
     if differentiate:
@@ -181,7 +182,7 @@ def _prepare(
     else:
         target = _module_dtype(f) or (X.dtype if X.is_floating_point() else torch.get_default_dtype())
     if supports_layerwise(f) and X.shape[1] != f.in_dim:
-        raise ValueError(
+        raise InputError(
             f"X has {X.shape[1]} coordinates per point (shape {tuple(X.shape)}) "
             f"but the MLP expects d = {f.in_dim}"
         )
@@ -191,7 +192,7 @@ def _prepare(
 def _checked_output(y: Tensor, n: int) -> Tensor:
     if not isinstance(y, Tensor) or y.ndim not in (1, 2) or y.shape[0] != n:
         shape = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
-        raise ValueError(f"f must map (N, d) to (N,) or (N, m); for N = {n} it returned {shape}")
+        raise InputError(f"f must map (N, d) to (N,) or (N, m); for N = {n} it returned {shape}")
     return y
 
 
@@ -199,7 +200,7 @@ def _chunk_size(chunk_size: int | None, default: int) -> int:
     if chunk_size is None:
         return default
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+        raise InputError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
     return chunk_size
 
 
@@ -297,10 +298,10 @@ def _output_width(f: Function, X: Tensor) -> tuple[bool, int]:
 def _uses_layerwise(f: Function, method: str) -> bool:
     """Resolve ``method`` for second derivatives, validating it and the network."""
     if method not in HESSIAN_METHODS:
-        raise ValueError(f"method must be one of {HESSIAN_METHODS}, got {method!r}")
+        raise InputError(f"method must be one of {HESSIAN_METHODS}, got {method!r}")
     check_second_derivatives(f)
     if method == "layerwise" and not supports_layerwise(f):
-        raise ValueError(f"method='layerwise' needs a surrogates.model.MLP, got {type(f).__name__}")
+        raise InputError(f"method='layerwise' needs a surrogates.model.MLP, got {type(f).__name__}")
     return method == "layerwise" or (method == "auto" and supports_layerwise(f))
 
 
@@ -361,7 +362,7 @@ def gradient(
     def kernel(chunk: Tensor) -> Tensor:
         chunk, y = _outputs_with_graph(f, chunk)
         if y.shape[1] != 1:
-            raise ValueError(
+            raise InputError(
                 f"gradient needs a scalar f, but f returns {y.shape[1]} outputs per point; use jacobian"
             )
         return torch.autograd.grad(y.sum(), chunk)[0]
@@ -476,7 +477,7 @@ def _per_point_vectors(v: object, X: Tensor, name: str) -> Tensor:
         raise TypeError(f"{name} must be a torch.Tensor of shape (d,) or (N, d), got {type(v).__name__}")
     n, d = X.shape
     if tuple(v.shape) not in ((d,), (n, d)):
-        raise ValueError(
+        raise InputError(
             f"{name} must have shape ({d},) or ({n}, {d}) to match X {tuple(X.shape)}, got {tuple(v.shape)}"
         )
     return v.detach().to(X.dtype).expand(n, d)
@@ -508,7 +509,7 @@ def directional_derivative(
     V = _per_point_vectors(v, X, "v")
     norms = torch.linalg.vector_norm(V, dim=1, keepdim=True)
     if bool((norms == 0).any()):
-        raise ValueError("v contains a zero vector, which has no direction")
+        raise InputError("v contains a zero vector, which has no direction")
 
     def kernel(points: Tensor, directions: Tensor) -> Tensor:
         return _checked_output(jvp(f, (points,), (directions,))[1], points.shape[0])
@@ -583,7 +584,7 @@ class TaylorModel:
         if not isinstance(X, Tensor):
             raise TypeError(f"X must be a torch.Tensor of shape (N, {d}) or ({d},), got {type(X).__name__}")
         if X.ndim not in (1, 2) or X.shape[-1] != d:
-            raise ValueError(f"X must have shape (N, {d}) or ({d},), got {tuple(X.shape)}")
+            raise InputError(f"X must have shape (N, {d}) or ({d},), got {tuple(X.shape)}")
         step = X.to(self.center.dtype) - self.center
         if self.hessian.ndim == 2:
             curvature = ((step @ self.hessian) * step).sum(-1)
@@ -606,7 +607,7 @@ def taylor(f: Function, x0: Tensor, *, dtype: torch.dtype | None = None) -> Tayl
     if isinstance(x0, Tensor) and x0.ndim == 2 and x0.shape[0] == 1:
         x0 = x0[0]
     if isinstance(x0, Tensor) and x0.ndim != 1:
-        raise ValueError(f"x0 must be one point, (d,) or (1, d), got {tuple(x0.shape)}")
+        raise InputError(f"x0 must be one point, (d,) or (1, d), got {tuple(x0.shape)}")
     f, X, _, _ = _prepare(f, x0, dtype)
     center = X[0]
     scalar, _ = _output_width(f, X)

@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from surrogates.activations import Activation
+from surrogates.errors import InputError
 from surrogates.model import MLP
 
 __all__ = [
@@ -97,7 +98,7 @@ def check_second_derivatives(f: object) -> None:
         rough_mlp = isinstance(module, MLP) and not module.smooth
         if rough_mlp or isinstance(module, _PIECEWISE_LINEAR_MODULES):
             name = module.activation.name if rough_mlp else type(module).__name__
-            raise ValueError(
+            raise InputError(
                 f"second derivatives requested for a network with a piecewise-linear "
                 f"activation ({name}): ReLU-type activations have zero second derivative "
                 f"almost everywhere, so its Hessian and Laplacian are identically zero "

@@ -1,4 +1,5 @@
-"""What every command shares: how it reports a user's mistake, how many threads it uses.
+"""What every command shares: how it reports a user's mistake, how many threads it uses, its
+Hydra callbacks, and the surrogate it works on (:func:`load_or_train`, :func:`format_summary`).
 
 A bad file, a bad checkpoint or a bad config value is not a bug in the program, so the user
 gets the message that names the place (file, row, column, key) — not a traceback wall.
@@ -10,21 +11,24 @@ from __future__ import annotations
 import ctypes
 import platform
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-
+from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from surrogates.console import end_job
-from surrogates.errors import SurrogatesError
+from surrogates.config import compose_config
+from surrogates.console import end_job, report, start_job
+from surrogates.errors import InputError, SurrogatesError
+from surrogates.fitting.train import summary_headline, train
 from surrogates.io import check_output_folder
+from surrogates.surrogate import Surrogate
 
 USER_ERRORS = (
     SurrogatesError, ValueError, FileNotFoundError, InstantiationException, OmegaConfBaseException,
@@ -41,6 +45,17 @@ def reported_errors() -> Iterator[None]:
         print(f"error: {message}", file=sys.stderr)
         end_job()  # Hydra skips its job-end callbacks on sys.exit
         sys.exit(2)
+
+
+class CommandOutput(Callback):
+    """Hydra callback (configs/hydra/default.yaml) around each job of every command:
+    :func:`~surrogates.console.start_job` before the command runs, ``end_job`` after it."""
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        start_job()
+
+    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        end_job()
 
 
 class OutputFolderCheck(Callback):
@@ -75,8 +90,66 @@ def set_threads(threads: int | None) -> None:
     """
     if threads is not None:
         if int(threads) < 1:
-            raise ValueError(f"threads must be a positive integer or null, got {threads}")
+            raise InputError(f"threads must be a positive integer or null, got {threads}")
         torch.set_num_threads(int(threads))
+
+
+def load_or_train(checkpoint: str | Path | None, output_dir: str | Path, overrides: Sequence[str] = ()) -> Surrogate:
+    """The surrogate in ``checkpoint``, or — when it is None — one trained now.
+
+    Lets every command run on a fresh machine with no arguments: the ``train`` config with
+    ``overrides`` is fitted into ``output_dir/train`` (its surrogate file is
+    ``output_dir/train/surrogate.safetensors``) and its summary reported
+    (:func:`surrogates.console.report`: printed, and under a command kept in its log file).
+    """
+    if checkpoint is not None:
+        return Surrogate.load(checkpoint)
+    overrides = list(overrides)
+    report(f"no checkpoint given: training a surrogate first (train config, overrides: {overrides or 'none'})")
+    result = train(compose_config("train", overrides), output_dir=Path(output_dir) / "train")
+    report(format_summary(result.summary))
+    return result.surrogate
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A few readable lines of a training summary."""
+    lines = [summary_headline(summary)]
+    for split in ("train", "validation"):
+        metrics = summary.get(split) or {}
+        if metrics:
+            r2 = ", ".join(f"{k}={v:.6f}" for k, v in metrics["r2"].items())
+            rmse = ", ".join(f"{k}={v:.3g}" for k, v in metrics["rmse"].items())
+            lines.append(f"  {split:<10} R² {r2}   RMSE {rmse}   ({metrics['points']} points)")
+    spent = summary.get("time")
+    if spent:
+        line = f"  time: {spent['adam_epochs']} Adam epochs {spent['adam_seconds']:.1f} s"
+        if spent["polish_epochs"]:
+            line += (f", {spent['polish_epochs']} L-BFGS epochs ({spent['polish_evaluations']} evaluations) "
+                     f"{spent['polish_seconds']:.1f} s, polish stopped: {spent['polish_stop']}")
+        lines.append(line)
+    if "polish_kept_epoch" in summary:
+        lines.append(f"  L-BFGS polish: kept the state after {summary['polish_kept_epoch'] + 1} of {summary['epochs']} "
+                     "epochs (the lowest validation error)")
+    noise = summary.get("estimated_noise_std")
+    if noise:
+        lines.append("  noise std estimated by the evidence fit: " + ", ".join(f"{k}={v:.3g}" for k, v in noise.items()))
+    derivatives = summary.get("derivatives")
+    if derivatives:
+        parts = [
+            f"{name.replace('_', ' ')} {100 * derivatives[name]['median']:.3g}%"
+            for name in ("gradient", "jacobian", "hessian", "mixed_partials")
+            if name in derivatives
+        ]
+        lines.append(f"  derivative error vs exact (median relative, {derivatives['test_points']} test points): " + ", ".join(parts))
+        if "laplacian_abs" in derivatives:
+            lines.append(f"  laplacian absolute error (median): {derivatives['laplacian_abs']['median']:.3g}")
+    active = summary.get("active")
+    if active:
+        sizes = " → ".join(str(r["samples"]) for r in active)
+        lines.append(f"  active sampling: {len(active) - 1} rounds, samples {sizes} (summary.json: active)")
+    lines.append(f"  surrogate: {summary['files']['surrogate']}")
+    lines.append(f"  summary:   {summary['files']['summary']}")
+    return "\n".join(lines)
 
 
 def keep_freed_memory() -> None:

@@ -4,7 +4,7 @@ Writes ``critical_points.json``, ``critical_points.csv`` and figures into the ru
 reports a table of the points and the folder (console and the run's ``critical.log``).
 Without ``checkpoint`` it first fits the default surrogate (the ``train`` config with ``train_overrides``) into ``<run folder>/train``.
 With ``refine.function`` (the black box) each in-domain point is zoomed in on
-(:func:`surrogates.active.refine_critical_points`); the JSON then has a ``refined`` list.
+(:func:`surrogates.fitting.active.refine_critical_points`); the JSON then has a ``refined`` list.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from surrogates.active import refine_critical_points
-from surrogates.cli.common import reported_errors, set_threads
+from surrogates.cli.common import load_or_train, reported_errors, set_threads
 from surrogates.console import report
-from surrogates.critical import CriticalPointReport, find_critical_points
-from surrogates.critical_plots import write_figures
-from surrogates.functions import FUNCTIONS, get_function
+from surrogates.critical.plots import write_figures
+from surrogates.critical.refine import refine_critical_points
+from surrogates.critical.report import CriticalPointReport
+from surrogates.critical.search import find_critical_points
+from surrogates.fitting.functions import FUNCTIONS, get_function
+from surrogates.fitting.train import SURROGATE_FILE
 from surrogates.io import output_folder, write_json
-from surrogates.training import SURROGATE_FILE, load_or_train
 
 JSON_FILE = "critical_points.json"
 CSV_FILE = "critical_points.csv"

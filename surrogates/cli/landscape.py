@@ -4,7 +4,7 @@
 
 Where the products go (the default run): one Lanczos run from both ends gives the extreme
 eigenvalues *and* a Krylov basis :math:`Q` that holds the outliers, which every later stage
-reuses. The trace is :math:`\operatorname{tr}(Q^\top H Q)` (known from the run, no products)
+reuses. The trace is :math:`\\operatorname{tr}(Q^\\top H Q)` (known from the run, no products)
 plus Hutchinson in the complement of :math:`Q`, one product per probe
 (``trace.method=deflated``; ``density`` takes the density's implied trace, ``hutchpp`` a
 separate Hutch++). The spectral density carries :math:`Q`'s Ritz values exactly and spends its
@@ -32,12 +32,18 @@ from surrogates.io import output_folder, write_json, write_with
 from surrogates.landscape import loading
 from surrogates.landscape.character import characterize
 from surrogates.landscape.density import spectral_density
-from surrogates.landscape.example import bundled_example
 from surrogates.landscape.exact import exact_spectrum
+from surrogates.landscape.example import bundled_example
 from surrogates.landscape.lanczos import lanczos, refine
 from surrogates.landscape.layers import layer_spectra
 from surrogates.landscape.operator import HessianOperator
-from surrogates.landscape.slices import accuracy, eigenvector_slice, interpolation_path, random_slice, slice_row
+from surrogates.landscape.slices import (
+    accuracy,
+    eigenvector_slice,
+    interpolation_path,
+    random_slice,
+    slice_row,
+)
 from surrogates.landscape.trace import hutchpp
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, None: None}
@@ -293,8 +299,8 @@ def _print_summary(s: dict[str, Any], out: Path, layers: Any) -> None:
         f"loss: {s['loss']:.6g}  |grad|: {s['gradient_norm']:.3g}",
         f"top eigenvalues:    {np.array2string(np.asarray(sp['top']), precision=5)}",
         f"bottom eigenvalues: {np.array2string(np.asarray(sp['bottom']), precision=5)}  ({sp['status']})",
-        f"trace ({s['trace']['method']}): {s['trace']['value']:.5g} ± {s['trace']['stderr']:.2g}   density implied trace: "
-        f"{s['density']['implied_trace']:.5g} ± {s['density']['implied_trace_stderr']:.2g}",
+        (f"trace ({s['trace']['method']}): {s['trace']['value']:.5g} ± {s['trace']['stderr']:.2g}   density implied trace: "
+         f"{s['density']['implied_trace']:.5g} ± {s['density']['implied_trace_stderr']:.2g}"),
     ]
     if layers is not None:
         lines.append(layers.table())

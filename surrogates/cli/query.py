@@ -13,13 +13,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from surrogates.cli.common import reported_errors, set_threads
+from surrogates.cli.common import load_or_train, reported_errors, set_threads
 from surrogates.console import show_progress_bar
-from surrogates.data import read_points
+from surrogates.fitting.files import read_points
+from surrogates.fitting.predict import grid_points, query
 from surrogates.io import write_json, write_with
-from surrogates.query import grid_points, query
 from surrogates.surrogate import ExtrapolationWarning, check_extrapolation_mode
-from surrogates.training import load_or_train
 
 
 def _csv_columns(surrogate, X: np.ndarray, results: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:

@@ -8,10 +8,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from surrogates.active import active_train
-from surrogates.cli.common import reported_errors, set_threads
+from surrogates.cli.common import format_summary, reported_errors, set_threads
 from surrogates.console import report
-from surrogates.training import format_summary, train
+from surrogates.fitting.active import active_train
+from surrogates.fitting.train import train
 
 
 def run(cfg: DictConfig, output_dir: str) -> dict:

@@ -11,6 +11,14 @@ accept any :class:`SymmetricOperator`::
     rho = spectral_density(H, deflate=lanczos(H, 5, keep_basis=True))
     print(top.eigenvalues, tr.value, rho.trace, H.num_products)
 
+Other curvatures take the same arguments: ``GGNOperator`` (generalised Gauss-Newton),
+``FisherOperator(kind="empirical" | "true")`` and ``KFACOperator`` (Kronecker-factored, with its
+own ``eigenvalues()`` and damped ``inverse(damping)``)::
+
+    G = GGNOperator(model, torch.nn.CrossEntropyLoss(), loader)
+    K = KFACOperator(model, torch.nn.CrossEntropyLoss(), loader)
+    cmp = compare_top_eigenvalues(K, G, k=5)   # cmp.approx, cmp.exact, cmp.ratio
+
 The model is never modified (parameters, ``requires_grad``, ``.grad``, train/eval flags).
 :func:`layer_spectra` gives the same per layer; :class:`CurvatureMonitor` (a Lightning callback,
 imported on first use so that this package loads without Lightning) logs them while training.
@@ -18,12 +26,21 @@ imported on first use so that this package loads without Lightning) logs them wh
 
 from .character import CriticalCharacter, characterize
 from .density import SpectralDensity, spectral_density
-from .example import Example, bundled_example, teacher_classification
 from .exact import dense_matrix, exact_spectrum
+from .example import Example, bundled_example, teacher_classification
+from .fisher import FisherOperator
+from .ggn import GGNOperator
+from .kfac import EigenvalueComparison, KFACInverseOperator, KFACOperator, compare_top_eigenvalues
 from .lanczos import EigenResult, lanczos, refine
 from .layers import LayerSpectra, LayerSpectrum, layer_spectra
-from .loading import apply_state_dict, load_archive, load_arrays, load_state_dict, load_surrogate
-from .operator import DenseSymmetricOperator, HessianOperator, SymmetricOperator
+from .loading import (
+    apply_state_dict,
+    load_archive,
+    load_arrays,
+    load_state_dict,
+    load_surrogate,
+)
+from .operator import DenseSymmetricOperator, HessianOperator, LossCurvatureOperator, SymmetricOperator
 from .slices import (
     Slice,
     accuracy,
@@ -40,6 +57,13 @@ from .trace import TraceEstimate, hutchinson, hutchpp
 __all__ = [
     "SymmetricOperator",
     "HessianOperator",
+    "LossCurvatureOperator",
+    "GGNOperator",
+    "FisherOperator",
+    "KFACOperator",
+    "KFACInverseOperator",
+    "compare_top_eigenvalues",
+    "EigenvalueComparison",
     "DenseSymmetricOperator",
     "lanczos",
     "refine",

@@ -33,8 +33,8 @@ from scipy.linalg import eigh_tridiagonal
 
 from ._util import make_generator, progress
 from .lanczos import EigenResult, _orthogonalize, lanczos_tridiagonal
-from .trace import probes
 from .operator import SymmetricOperator
+from .trace import probes
 
 
 @dataclass

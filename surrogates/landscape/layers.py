@@ -298,7 +298,7 @@ def layer_spectra(
         raise InputError(f"trace_probes must be an int >= 2 (a standard error needs two probes), got {trace_probes!r}")
     seed = 0 if seed is None else seed
     parts = parameter_blocks(model, blocks, params)
-    settings = dict(dtype=dtype, batch_size=batch_size, reduction=reduction, cache_graphs=cache_graphs, mode=mode)
+    settings = {"dtype": dtype, "batch_size": batch_size, "reduction": reduction, "cache_graphs": cache_graphs, "mode": mode}
     full = HessianOperator(model, loss_fn, data, params=[n for _, _, names in parts for n in names], **settings)
     offsets = dict(zip(full.param_names, np.cumsum([0, *full.fmodel.sizes[:-1]]).tolist()))
     sizes = dict(zip(full.param_names, full.fmodel.sizes))

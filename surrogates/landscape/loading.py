@@ -101,12 +101,11 @@ def load_archive(path: str | os.PathLike) -> nn.Module:
 def load_surrogate(path: str | os.PathLike) -> nn.Module:
     """The ``nn.Module`` of a surrogate saved by this package (``surrogates.load(path).model``)."""
     _existing(path, "surrogate checkpoint")
-    import surrogates
+    from surrogates.surrogate import (
+        load,  # safetensors and the MLP only when a surrogate is asked for
+    )
 
-    loader = getattr(surrogates, "load", None)
-    if loader is None:
-        raise RuntimeError("this version of surrogates has no surrogates.load; cannot read surrogate checkpoints")
-    return loader(str(path)).model
+    return load(str(path)).model
 
 
 def load_arrays(

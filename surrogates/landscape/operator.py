@@ -1,5 +1,9 @@
 """Symmetric linear operators, and the parameter-space Hessian of a loss as one.
 
+:class:`LossCurvatureOperator` holds what every curvature of a loss over a data set shares (data,
+parameter subset, dtype, modes, loss and gradient); the Hessian is one such curvature, the GGN,
+Fisher and KFAC (:mod:`.ggn`, :mod:`.fisher`, :mod:`.kfac`) are the others.
+
 Everything downstream (Lanczos, Hutchinson, Hutch++, stochastic Lanczos quadrature, dense
 references) takes a :class:`SymmetricOperator`: anything with a shape ``(n, n)``, a dtype and a
 matrix-vector product. The Hessian operator implements
@@ -142,15 +146,19 @@ def _move(x: Any, device: torch.device, dtype: torch.dtype) -> Any:
     return x.to(device=device)
 
 
-class HessianOperator(SymmetricOperator):
-    """The Hessian of a mean loss over a data set w.r.t. (a subset of) a network's parameters.
+class LossCurvatureOperator(SymmetricOperator):
+    """Base of the curvature operators of a mean loss over a data set w.r.t. (a subset of) a network's parameters.
 
-    .. math:: H = \\nabla^2_\\theta L, \\quad
-              L(\\theta) = \\sum_b \\frac{n_b}{N}\\,\\bar\\ell_b(\\theta)
+    .. math:: L(\\theta) = \\sum_b \\frac{n_b}{N}\\,\\bar\\ell_b(\\theta)
 
     with :math:`\\bar\\ell_b` the *mean* loss of batch :math:`b` (``reduction="mean"``) or
     :math:`L = \\frac1N\\sum_b \\ell_b` for a summed loss (``reduction="sum"``). Uneven batches are
-    therefore exact: the result equals the full-batch Hessian however the data are cut.
+    therefore exact: every curvature equals the full-batch one however the data are cut.
+
+    This class holds what every curvature shares (data, parameter subset, dtype, train/eval mode,
+    the loss and its gradient, evaluation at other weights); subclasses implement the product
+    :meth:`_matvec` and, when they keep graphs between products, :meth:`_build_cache` (a dict with
+    at least ``"loss"`` and ``"grads"``, the full-data loss and gradient).
 
     The user's model is never changed: parameters are differentiated through storage-sharing
     leaf tensors and :func:`torch.func.functional_call`, so the model's parameters,
@@ -163,13 +171,13 @@ class HessianOperator(SymmetricOperator):
             no targets), e.g. ``nn.CrossEntropyLoss()``. It must reduce to a scalar.
         data: See :class:`~surrogates.landscape.data.BatchSource` (DataLoader, Dataset,
             ``(X, Y)`` arrays, or a list of batches).
-        params: Parameter names or glob patterns to restrict to (per layer/block Hessians);
+        params: Parameter names or glob patterns to restrict to (per layer/block curvature);
             ``None`` = every parameter with ``requires_grad``.
         dtype: Computation dtype, e.g. ``torch.float64``; a converted copy of the model is used.
         batch_size: Chunk size for array data / datasets (``None``: one full batch).
         reduction: ``"mean"`` or ``"sum"``; ``None`` reads ``loss_fn.reduction`` when present and
             otherwise assumes ``"mean"``.
-        cache_graphs: Keep the gradient graphs between products (fast; memory of about three
+        cache_graphs: Keep the autograd graphs between products (fast; memory of about three
             forward passes over all data). ``"auto"`` caches when the data set has at most
             ``cache_limit`` samples.
         cache_limit: Threshold for ``"auto"``.
@@ -178,7 +186,7 @@ class HessianOperator(SymmetricOperator):
         progress: Show a bar over batches (``None``: only on a TTY).
 
     Attributes:
-        num_products: Hessian-vector products done (one per vector).
+        num_products: Curvature-vector products done (one per vector).
         num_gradients: Full-data gradient evaluations done.
         num_samples: ``N``, known after the first pass.
     """
@@ -236,14 +244,19 @@ class HessianOperator(SymmetricOperator):
             yield _move(x, self.device, self.dtype), _move(y, self.device, self.dtype)
 
     def _batch_loss(self, values: Sequence[torch.Tensor], x: Any, y: Any, index: int) -> torch.Tensor:
+        return self._loss_of(self._forward(values, x, index), y, index)
+
+    def _forward(self, values: Sequence[torch.Tensor], x: Any, index: int) -> Any:
         try:
-            out = self.fmodel(values, x)
+            return self.fmodel(values, x)
         except (RuntimeError, ValueError, TypeError, IndexError) as err:
             first = x[0] if isinstance(x, (tuple, list)) else x
             raise ValueError(
                 f"the model failed on batch {index} with inputs of shape {tuple(first.shape)} and dtype "
                 f"{first.dtype}: {err}"
             ) from err
+
+    def _loss_of(self, out: Any, y: Any, index: int) -> torch.Tensor:
         try:
             loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
         except (RuntimeError, ValueError, TypeError, IndexError) as err:
@@ -276,28 +289,8 @@ class HessianOperator(SymmetricOperator):
         return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, leaves)]
 
     # ------------------------------------------------------------------ graph cache
-    def _build_cache(self) -> dict[str, Any]:
-        """Build the summed gradient graph sum_b w_b grad(loss_b) / N once (create_graph=True)."""
-        start = time.perf_counter()
-        leaves = self.fmodel.leaves()
-        total: list[torch.Tensor] | None = None
-        loss_sum = 0.0
-        N = 0
-        with module_mode(self.fmodel.module, self.mode):
-            parts = []
-            for i, (x, y) in enumerate(self._batches("gradient graphs")):
-                n_b = batch_size_of(x)
-                loss = self._batch_loss(leaves, x, y, i)
-                g = torch.autograd.grad(loss * self._weight(n_b), leaves, create_graph=True, allow_unused=True)
-                g = self._grad_outputs(g, leaves)
-                parts.append(g)
-                loss_sum += float(loss.detach()) * self._weight(n_b)
-                N += n_b
-        total = [sum(gs[j] for gs in parts) / N for j in range(len(leaves))]  # type: ignore[misc]
-        self.num_samples = N
-        self.num_gradients += 1
-        self.timings["graph_build_s"] += time.perf_counter() - start
-        return {"leaves": leaves, "grads": total, "loss": loss_sum / N}
+    def _build_cache(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def clear_cache(self) -> None:
         """Drop the cached gradient graphs (frees their memory)."""
@@ -308,35 +301,6 @@ class HessianOperator(SymmetricOperator):
             self._cache = self._build_cache()
         return self._cache
 
-    # ------------------------------------------------------------------ products
-    def _hvp_graph(self, grads: Sequence[torch.Tensor], leaves: Sequence[torch.Tensor], v: torch.Tensor) -> list:
-        pairs = [(g, u) for g, u in zip(grads, self.fmodel.unflatten(v)) if g.requires_grad]
-        if not pairs:
-            return [torch.zeros_like(p) for p in leaves]
-        hv = torch.autograd.grad(
-            [g for g, _ in pairs], leaves, grad_outputs=[u for _, u in pairs], retain_graph=True, allow_unused=True
-        )
-        return self._grad_outputs(hv, leaves)
-
-    def _matvec(self, v: torch.Tensor) -> torch.Tensor:
-        require_autograd("HessianOperator @ v")
-        with torch.enable_grad():
-            cache = self._cached()
-            if cache is not None:
-                return self.fmodel.flatten(self._hvp_graph(cache["grads"], cache["leaves"], v))
-            acc = torch.zeros(self.n, dtype=self.dtype, device=self.device)
-            N = 0
-            with module_mode(self.fmodel.module, self.mode):
-                for i, (x, y) in enumerate(self._batches("Hessian-vector product")):
-                    leaves = self.fmodel.leaves()
-                    n_b = batch_size_of(x)
-                    loss = self._batch_loss(leaves, x, y, i) * self._weight(n_b)
-                    g = self._grad_outputs(torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True), leaves)
-                    acc += self.fmodel.flatten(self._hvp_graph(g, leaves, v))
-                    N += n_b
-            self.num_samples = N
-            return acc / N
-
     # ------------------------------------------------------------------ loss and gradient
     def loss_and_gradient(self) -> tuple[float, torch.Tensor]:
         """Full-data loss :math:`L(\\theta)` and gradient :math:`\\nabla L` (flat, detached).
@@ -344,7 +308,7 @@ class HessianOperator(SymmetricOperator):
         Returns:
             ``(loss, gradient)`` with the gradient in the operator's dtype.
         """
-        require_autograd("HessianOperator.loss_and_gradient")
+        require_autograd(f"{type(self).__name__}.loss_and_gradient")
         with torch.enable_grad():
             cache = self._cached()
             if cache is not None:
@@ -402,6 +366,82 @@ class HessianOperator(SymmetricOperator):
 
     def __repr__(self) -> str:
         return (
-            f"HessianOperator(n={self.n}, dtype={self.dtype}, params={len(self.param_names)} tensors, "
+            f"{type(self).__name__}(n={self.n}, dtype={self.dtype}, params={len(self.param_names)} tensors, "
             f"reduction={self.reduction!r}, mode={self.mode!r}, products={self.num_products})"
         )
+
+
+class HessianOperator(LossCurvatureOperator):
+    """The Hessian of a mean loss over a data set w.r.t. (a subset of) a network's parameters.
+
+    .. math:: H = \\nabla^2_\\theta L, \\quad
+              L(\\theta) = \\sum_b \\frac{n_b}{N}\\,\\bar\\ell_b(\\theta)
+
+    with :math:`\\bar\\ell_b` the *mean* loss of batch :math:`b` (``reduction="mean"``) or
+    :math:`L = \\frac1N\\sum_b \\ell_b` for a summed loss (``reduction="sum"``). Uneven batches are
+    therefore exact: the result equals the full-batch Hessian however the data are cut.
+
+    The gradient graphs (``create_graph=True``) do not depend on the vector, so with
+    ``cache_graphs`` they are built once and every product is one backward sweep through them.
+
+    Args:
+        model, loss_fn, data, params, dtype, batch_size, reduction, cache_graphs, cache_limit,
+        mode, progress: As for :class:`LossCurvatureOperator`.
+
+    Attributes:
+        num_products: Hessian-vector products done (one per vector).
+        num_gradients: Full-data gradient evaluations done.
+        num_samples: ``N``, known after the first pass.
+    """
+
+    def _build_cache(self) -> dict[str, Any]:
+        """Build the summed gradient graph sum_b w_b grad(loss_b) / N once (create_graph=True)."""
+        start = time.perf_counter()
+        leaves = self.fmodel.leaves()
+        total: list[torch.Tensor] | None = None
+        loss_sum = 0.0
+        N = 0
+        with module_mode(self.fmodel.module, self.mode):
+            parts = []
+            for i, (x, y) in enumerate(self._batches("gradient graphs")):
+                n_b = batch_size_of(x)
+                loss = self._batch_loss(leaves, x, y, i)
+                g = torch.autograd.grad(loss * self._weight(n_b), leaves, create_graph=True, allow_unused=True)
+                g = self._grad_outputs(g, leaves)
+                parts.append(g)
+                loss_sum += float(loss.detach()) * self._weight(n_b)
+                N += n_b
+        total = [sum(gs[j] for gs in parts) / N for j in range(len(leaves))]  # type: ignore[misc]
+        self.num_samples = N
+        self.num_gradients += 1
+        self.timings["graph_build_s"] += time.perf_counter() - start
+        return {"leaves": leaves, "grads": total, "loss": loss_sum / N}
+
+    # ------------------------------------------------------------------ products
+    def _hvp_graph(self, grads: Sequence[torch.Tensor], leaves: Sequence[torch.Tensor], v: torch.Tensor) -> list:
+        pairs = [(g, u) for g, u in zip(grads, self.fmodel.unflatten(v)) if g.requires_grad]
+        if not pairs:
+            return [torch.zeros_like(p) for p in leaves]
+        hv = torch.autograd.grad(
+            [g for g, _ in pairs], leaves, grad_outputs=[u for _, u in pairs], retain_graph=True, allow_unused=True
+        )
+        return self._grad_outputs(hv, leaves)
+
+    def _matvec(self, v: torch.Tensor) -> torch.Tensor:
+        require_autograd("HessianOperator @ v")
+        with torch.enable_grad():
+            cache = self._cached()
+            if cache is not None:
+                return self.fmodel.flatten(self._hvp_graph(cache["grads"], cache["leaves"], v))
+            acc = torch.zeros(self.n, dtype=self.dtype, device=self.device)
+            N = 0
+            with module_mode(self.fmodel.module, self.mode):
+                for i, (x, y) in enumerate(self._batches("Hessian-vector product")):
+                    leaves = self.fmodel.leaves()
+                    n_b = batch_size_of(x)
+                    loss = self._batch_loss(leaves, x, y, i) * self._weight(n_b)
+                    g = self._grad_outputs(torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True), leaves)
+                    acc += self.fmodel.flatten(self._hvp_graph(g, leaves, v))
+                    N += n_b
+            self.num_samples = N
+            return acc / N

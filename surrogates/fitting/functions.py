@@ -52,6 +52,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from surrogates.errors import InputError
+
 __all__ = [
     "TestFunction",
     "Quad2",
@@ -153,7 +155,7 @@ class TestFunction:
             ValueError: If the function is vector-valued (use :meth:`jacobian`).
         """
         if not self.is_scalar:
-            raise ValueError(
+            raise InputError(
                 f"{self.name} is vector-valued (out_dim={self.out_dim}); gradient is only "
                 "defined for scalar functions, use jacobian() instead"
             )
@@ -252,7 +254,7 @@ class TestFunction:
             return T.unsqueeze(0), True, to_numpy
         if T.ndim == 2 and T.shape[1] == d:
             return T, False, to_numpy
-        raise ValueError(
+        raise InputError(
             f"{self.name}: expected X of shape (N, {d}) or ({d},), got shape {tuple(T.shape)}"
         )
 
@@ -287,7 +289,7 @@ def _check_dim(dim: Any, minimum: int = 1) -> int:
     except TypeError:
         raise TypeError(f"dim must be an integer, got {dim!r}") from None
     if d < minimum:
-        raise ValueError(f"dim must be >= {minimum}, got {d}")
+        raise InputError(f"dim must be >= {minimum}, got {d}")
     return d
 
 
@@ -650,7 +652,7 @@ class Bump(TestFunction):
     """f(x) = exp(−‖x − c‖² / (2s²)), c = (0.3, …, 0.3), s = 0.15, on [-1, 1]^d.
 
     All its curvature sits in one small region, the case where sampling by the surrogate's
-    uncertainty (:mod:`surrogates.active`) should beat a uniform design.
+    uncertainty (:mod:`surrogates.fitting.active`) should beat a uniform design.
     """
 
     name = "bump"
@@ -809,17 +811,17 @@ def get_function(name: str, dim: int | None = None, **params: Any) -> TestFuncti
         raise TypeError(f"function name must be a string, got {type(name).__name__}")
     factory = FUNCTIONS.get(name)
     if factory is None:
-        raise ValueError(f"unknown test function {name!r}; available: {', '.join(sorted(FUNCTIONS))}")
+        raise InputError(f"unknown test function {name!r}; available: {', '.join(sorted(FUNCTIONS))}")
     accepted = [p for p in inspect.signature(factory).parameters if p != "dim"]
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise ValueError(
+        raise InputError(
             f"test function {name!r} does not accept parameter(s) {unknown}; "
             f"accepted: {accepted or 'none'}" + ("" if name in _FIXED_DIMS else " and dim")
         )
     if name in _FIXED_DIMS:
         if dim is not None and _check_dim(dim) != _FIXED_DIMS[name]:
-            raise ValueError(
+            raise InputError(
                 f"test function {name!r} has fixed dimension {_FIXED_DIMS[name]}, got dim={dim}"
             )
         return factory(**params)

@@ -17,18 +17,17 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from surrogates import calculus  # noqa: E402
-from surrogates.critical import CriticalPointReport  # noqa: E402
-from surrogates.io import write_with  # noqa: E402
-from surrogates.surrogate import Surrogate  # noqa: E402
+from surrogates import calculus
+from surrogates.critical.report import CriticalPointReport
+from surrogates.errors import InputError
+from surrogates.io import write_with
+from surrogates.surrogate import Surrogate
 
 __all__ = ["MARKERS", "plot_critical_points_2d", "plot_eigenvalue_spectra", "plot_eigenvector_slices", "write_figures"]
 
@@ -47,8 +46,8 @@ def _torch_callable(f: Any):
 
 
 def plot_critical_points_2d(
-    f: Any, report: CriticalPointReport, ax: plt.Axes | None = None, resolution: int = 120
-) -> plt.Axes:
+    f: Any, report: CriticalPointReport, ax: Axes | None = None, resolution: int = 120
+) -> Axes:
     """Contours and gradient field of a 2-D f over the report's box, critical points marked by kind.
 
     Points outside the box (extrapolation) are drawn hollow.
@@ -65,7 +64,7 @@ def plot_critical_points_2d(
     from surrogates.plots import plot_contour
 
     if len(report.lower) != 2:
-        raise ValueError(f"plot_critical_points_2d needs a 2-D function, the report has d = {len(report.lower)}")
+        raise InputError(f"plot_critical_points_2d needs a 2-D function, the report has d = {len(report.lower)}")
     ax = plot_contour(f, report.lower, report.upper, ax=ax, resolution=resolution, gradient_field=True)
     for kind, (marker, colour) in MARKERS.items():
         for inside in (True, False):
@@ -87,14 +86,14 @@ def plot_critical_points_2d(
     return ax
 
 
-def plot_eigenvalue_spectra(report: CriticalPointReport, ax: plt.Axes | None = None) -> plt.Axes:
+def plot_eigenvalue_spectra(report: CriticalPointReport, ax: Axes | None = None) -> Axes:
     """Scaled Hessian eigenvalues of every critical point (x: point number, y: λ̃ on a symlog axis).
 
     λ̃ are the eigenvalues of D H D, D = diag(box widths) — the Hessian in the box's unit
     coordinates, which the classification uses (same signs as H's). The grey band is |λ̃| ≤ τ
     (the degeneracy tolerance); marker colour says the sign.
     """
-    ax = ax if ax is not None else plt.subplots(figsize=(max(6.0, 0.5 * len(report.points) + 3), 4.5))[1]
+    ax = ax if ax is not None else Figure(figsize=(max(6.0, 0.5 * len(report.points) + 3), 4.5)).subplots()
     tau = report.degenerate_tolerance
     ax.axhspan(-tau, tau, color="0.85", label=f"|λ| ≤ τ = {tau:.2g}")
     ax.axhline(0.0, color="0.4", linewidth=0.6)
@@ -116,7 +115,7 @@ def plot_eigenvalue_spectra(report: CriticalPointReport, ax: plt.Axes | None = N
 
 def plot_eigenvector_slices(
     f: Any, report: CriticalPointReport, max_points: int = 9, radius: float = 0.25, resolution: int = 61
-) -> plt.Figure:
+) -> Figure:
     """f on the plane through each critical point spanned by its extreme-eigenvalue eigenvectors.
 
     Panel k shows f(x*_k + a·v_min + b·v_max) for a, b ∈ [−r, r], with r = ``radius`` ·
@@ -134,17 +133,18 @@ def plot_eigenvector_slices(
     """
     d = len(report.lower)
     if d < 2:
-        raise ValueError(f"eigenvector slices need d ≥ 2, the report has d = {d}")
+        raise InputError(f"eigenvector slices need d ≥ 2, the report has d = {d}")
     points = report.points[:max_points]
     if not points:
-        raise ValueError("the report has no critical points to slice through")
+        raise InputError("the report has no critical points to slice through")
     fn = _torch_callable(f)
     half = radius * float(np.linalg.norm(report.upper - report.lower)) / math.sqrt(d)
     grid = torch.linspace(-half, half, resolution, dtype=torch.float64)
     a, b = torch.meshgrid(grid, grid, indexing="xy")
     columns = math.ceil(math.sqrt(len(points)))
     rows = math.ceil(len(points) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.3 * rows), squeeze=False)
+    figure = Figure(figsize=(3.6 * columns, 3.3 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for ax, (number, p) in zip(axes.flat, enumerate(points)):
         vectors = torch.as_tensor(p.eigenvectors, dtype=torch.float64)
         centre = torch.as_tensor(p.x, dtype=torch.float64)
@@ -166,11 +166,8 @@ def plot_eigenvector_slices(
     return figure
 
 
-def _save(figure: plt.Figure, path: Path) -> Path:
-    try:
-        return write_with(path, lambda tmp: figure.savefig(tmp, dpi=120))
-    finally:
-        plt.close(figure)
+def _save(figure: Figure, path: Path) -> Path:
+    return write_with(path, lambda tmp: figure.savefig(tmp, dpi=120))
 
 
 def write_figures(f: Any, report: CriticalPointReport, output_dir: str | Path) -> dict[str, Path]:

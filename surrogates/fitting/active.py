@@ -10,8 +10,7 @@ evaluates the function at the highest-scoring candidates, refits, and repeats un
 is spent. Candidates are picked greedily with an exclusion radius so that one batch does not
 pile into a single hot spot (the disagreement is smooth, its top candidates are neighbours).
 
-:func:`refine_critical_points` zooms in instead: it samples a small box around each critical
-point of a global surrogate and fits a local one, whose Hessian there is far more accurate.
+Zooming in on critical points with local fits is :func:`surrogates.critical.refine_critical_points`.
 """
 
 from __future__ import annotations
@@ -27,12 +26,13 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from scipy.spatial import cKDTree
 
-from surrogates.api import compose_config, fit
-from surrogates.critical import CriticalPoint, CriticalPointReport, find_critical_points
-from surrogates.data import ArraySource, CallableSource, DataError, evaluate_callable, sample_box
+from surrogates.config import compose_config
+from surrogates.errors import DataError, InputError
+from surrogates.fitting.sampling import sample_box
+from surrogates.fitting.sources import ArraySource, CallableSource
+from surrogates.fitting.train import SUMMARY_FILE, train
 from surrogates.io import write_json
 from surrogates.surrogate import Surrogate
-from surrogates.training import SUMMARY_FILE, train
 
 
 @dataclass
@@ -76,7 +76,7 @@ def hessian_disagreement(surrogate: Surrogate, X: np.ndarray) -> np.ndarray:
         ValueError: If ``surrogate`` is a single network (no spread to measure).
     """
     if surrogate.ensemble_size < 2:
-        raise ValueError("Hessian disagreement needs an ensemble: fit with ensemble.size >= 2")
+        raise InputError("Hessian disagreement needs an ensemble: fit with ensemble.size >= 2")
     _, std = surrogate.hessian(np.asarray(X, dtype=np.float64), return_std=True)
     return np.sqrt((std.reshape(len(X), -1) ** 2).sum(axis=1))
 
@@ -89,7 +89,7 @@ def pick_spread_out(unit_candidates: np.ndarray, scores: np.ndarray, unit_sample
     the existing design has points there; if the radius excludes too much it is halved.
     """
     if count > len(unit_candidates):
-        raise ValueError(f"cannot pick {count} points from {len(unit_candidates)} candidates")
+        raise InputError(f"cannot pick {count} points from {len(unit_candidates)} candidates")
     spacing, _ = cKDTree(unit_samples).query(unit_candidates)
     radius = 0.5 * float(np.median(spacing))
     tree = cKDTree(unit_candidates)
@@ -126,8 +126,8 @@ def active_train(
     Args:
         cfg: A composed ``train`` config with ``ensemble.size`` ≥ 2; its data group's
             settings (validation fraction, batch size) apply to every round.
-        source: A :class:`~surrogates.data.CallableSource` or
-            :class:`~surrogates.data.FunctionSource` (anything with ``load``, ``evaluate``,
+        source: A :class:`~surrogates.fitting.sources.CallableSource` or
+            :class:`~surrogates.fitting.sources.FunctionSource` (anything with ``load``, ``evaluate``,
             ``lower``, ``upper``).
         output_dir: The run folder.
         rounds: Acquisition rounds.
@@ -142,9 +142,9 @@ def active_train(
     for name, value, least in (("rounds", rounds, 0), ("batch", batch, 1), ("candidates_per_pick", candidates_per_pick, 1),
                                ("ensemble.size", size, 2)):
         if int(value) != value or value < least:
-            raise ValueError(f"active sampling: {name} must be an integer >= {least}, got {value!r}")
+            raise InputError(f"active sampling: {name} must be an integer >= {least}, got {value!r}")
     if not (hasattr(source, "evaluate") and hasattr(source, "lower")):
-        raise ValueError(
+        raise InputError(
             f"active sampling needs a data source it can call for new points (data=callable or a test function), "
             f"got {type(source).__name__}"
         )
@@ -239,95 +239,9 @@ def fit_active(
         :class:`ActiveResult` with the final ensemble, all samples, and per-round records.
     """
     if int(initial) != initial or initial < 1:
-        raise ValueError(f"fit_active: initial must be a positive integer, got {initial!r}")
+        raise InputError(f"fit_active: initial must be a positive integer, got {initial!r}")
     cfg = compose_config("train", ["data=arrays", f"ensemble.size={ensemble_size}", f"seed={seed}", *overrides])
     source = CallableSource(function, lower, upper, n_samples=initial, sampler="sobol", seed=seed)
     with contextlib.ExitStack() as stack:
         folder = output_dir if output_dir is not None else stack.enter_context(tempfile.TemporaryDirectory(prefix="surrogates-active-"))
         return active_train(cfg, source, folder, rounds, batch, candidates_per_pick, log)
-
-
-@dataclass
-class LocalRefinement:
-    """A critical point re-found on a surrogate fitted only to samples around it.
-
-    Attributes:
-        start: (d,) the point zoomed in on (e.g. a critical point of a global surrogate).
-        lower: (d,) lower corner of the local box.
-        upper: (d,) upper corner.
-        surrogate: The local surrogate.
-        report: Critical points of the local surrogate in the local box.
-        point: The in-box critical point nearest ``start`` (None if the local search found none:
-            the start was not near a critical point of the function).
-    """
-
-    start: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-    surrogate: Surrogate
-    report: CriticalPointReport
-    point: CriticalPoint | None
-
-
-def refine_critical_points(
-    function: Callable[[np.ndarray], Any],
-    points: Sequence[CriticalPoint | np.ndarray],
-    lower: Sequence[float],
-    upper: Sequence[float],
-    radius: float = 0.075,
-    samples: int = 2000,
-    overrides: Sequence[str] = (),
-    starts: int = 64,
-    seed: int = 0,
-    log: Callable[[str], None] | None = print,
-) -> list[LocalRefinement]:
-    """Zoom in on critical points of a black box: sample around each, refit, search again.
-
-    A global surrogate must be accurate everywhere; near one point a surrogate fitted to
-    samples in a small box is far more accurate in its curvature (10-D ``convex_sines``:
-    eigenvalues of the minimum 0.4 % from exact with 2000 local samples, against 14 % from
-    2000 global ones with gradients). For each point p, ``samples`` Sobol points fill the box
-    p ± radius·(upper − lower), clipped to [lower, upper]; the local fit's critical points in
-    that box are found by :func:`~surrogates.critical.find_critical_points`.
-
-    Args:
-        function: The black box: (N, d) float64 numpy inputs → (N,) outputs.
-        points: Where to zoom in: :class:`CriticalPoint` objects or (d,) arrays.
-        lower: (d,) lower corner of the domain.
-        upper: (d,) upper corner.
-        radius: Half-width of the local box as a fraction of the domain's width per axis.
-        samples: Black-box evaluations per point.
-        overrides: Hydra overrides for the local fits (as :func:`surrogates.fit`).
-        starts: Sobol starts of each local search.
-        seed: Seeds the local designs, fits and searches.
-        log: Called with one line per point (None: silent).
-
-    Returns:
-        One :class:`LocalRefinement` per point, in order.
-    """
-    lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
-    if not 0 < radius <= 0.5:
-        raise ValueError(f"refine_critical_points: radius must be in (0, 0.5] (a fraction of the domain's width), got {radius}")
-    if int(samples) != samples or samples < 2:
-        raise ValueError(f"refine_critical_points: samples must be an integer >= 2, got {samples!r}")
-    refinements = []
-    for number, point in enumerate(points):
-        start = np.asarray(point.x if isinstance(point, CriticalPoint) else point, dtype=np.float64)
-        if start.shape != lower.shape:
-            raise ValueError(f"point {number} has shape {start.shape}; the domain is {lower.shape[0]}-dimensional")
-        half = radius * (upper - lower)
-        local_lower, local_upper = np.maximum(start - half, lower), np.minimum(start + half, upper)
-        X = sample_box(samples, local_lower, local_upper, "sobol", np.random.default_rng([seed, number]))
-        y = evaluate_callable(function, X)
-        if y.ndim == 2 and y.shape[1] != 1:
-            raise DataError(f"critical points need a scalar function; the black box returned {y.shape[1]} outputs per point")
-        surrogate = fit(X, y.reshape(len(X)), overrides=[f"seed={seed}", *overrides], lower=local_lower, upper=local_upper)
-        report = find_critical_points(surrogate.model, local_lower, local_upper, starts=starts, seed=seed)
-        inside = report.in_domain()
-        nearest = min(inside, key=lambda p: float(np.linalg.norm(p.x - start)), default=None)
-        refinements.append(LocalRefinement(start, local_lower, local_upper, surrogate, report, nearest))
-        if log is not None:
-            found = (f"{nearest.kind} at distance {np.linalg.norm(nearest.x - start):.3g} from the start, "
-                     f"eigenvalues {np.array2string(nearest.eigenvalues, precision=4)}" if nearest else "no critical point in the box")
-            log(f"refined point {number + 1}/{len(points)} with {samples} local samples: {found}")
-    return refinements

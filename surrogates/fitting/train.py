@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -21,12 +21,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from surrogates.console import report, show_progress_bar
-from surrogates.data import SurrogateDataModule, column_stats, read_rows
+from surrogates.console import lightning_internals_quiet, show_progress_bar
+from surrogates.errors import InputError
+from surrogates.fitting.datamodule import SurrogateDataModule
+from surrogates.fitting.metrics import derivative_errors, protocol_test_points
+from surrogates.fitting.module import SurrogateModule
+from surrogates.fitting.samples import column_stats, read_rows
 from surrogates.io import OutputError, output_folder, write_json, write_with
-from surrogates.lightning_warnings import lightning_internals_quiet
-from surrogates.metrics import derivative_errors, protocol_test_points
-from surrogates.module import SurrogateModule
 from surrogates.surrogate import CheckpointError, Surrogate
 
 log = logging.getLogger(__name__)
@@ -109,15 +110,15 @@ def time_budget_seconds(max_time: Any) -> float | None:
         except ValueError:
             fields = []
         if len(fields) != 4:
-            raise ValueError(f"trainer.max_time must be seconds or 'DD:HH:MM:SS', got {max_time!r}")
+            raise InputError(f"trainer.max_time must be seconds or 'DD:HH:MM:SS', got {max_time!r}")
         seconds = timedelta(days=fields[0], hours=fields[1], minutes=fields[2], seconds=fields[3]).total_seconds()
     else:
         try:
             seconds = timedelta(**OmegaConf.to_container(max_time) if OmegaConf.is_config(max_time) else dict(max_time)).total_seconds()
         except (TypeError, ValueError):
-            raise ValueError(f"trainer.max_time must be seconds, 'DD:HH:MM:SS' or timedelta fields, got {max_time!r}") from None
+            raise InputError(f"trainer.max_time must be seconds, 'DD:HH:MM:SS' or timedelta fields, got {max_time!r}") from None
     if not seconds > 0:
-        raise ValueError(f"trainer.max_time must be positive, got {max_time!r}")
+        raise InputError(f"trainer.max_time must be positive, got {max_time!r}")
     return seconds
 
 
@@ -140,7 +141,7 @@ def _fit_member(
     )
     polish_epochs = module.hparams.polish_epochs
     if polish_epochs and cfg.trainer.max_epochs is not None and int(cfg.trainer.max_epochs) <= polish_epochs:
-        raise ValueError(
+        raise InputError(
             f"trainer.max_epochs={cfg.trainer.max_epochs} leaves no Adam epochs before the "
             f"model.polish_epochs={polish_epochs} L-BFGS epochs: max_epochs counts both phases "
             f"(e.g. trainer.max_epochs={100 + polish_epochs} for 100 Adam epochs)"
@@ -236,10 +237,10 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
     output_dir = output_folder(output_dir)
     size = int(OmegaConf.select(cfg, "ensemble.size", default=1))
     if size < 1:
-        raise ValueError(f"ensemble.size must be a positive integer, got {size}")
+        raise InputError(f"ensemble.size must be a positive integer, got {size}")
     bootstrap = bool(OmegaConf.select(cfg, "ensemble.bootstrap", default=False))
     if size > 1 and cfg.get("ckpt_path"):
-        raise ValueError("resuming from ckpt_path works for a single network, not an ensemble (ensemble.size=1)")
+        raise InputError("resuming from ckpt_path works for a single network, not an ensemble (ensemble.size=1)")
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path and ckpt_path not in ("last", "best") and not Path(ckpt_path).is_file():
         raise CheckpointError(f"checkpoint to resume from (ckpt_path) {ckpt_path} does not exist")
@@ -324,61 +325,6 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None) ->
     return TrainResult(surrogate=surrogate, summary=summary, output_dir=output_dir, writes_files=writer)
 
 
-def load_or_train(checkpoint: str | Path | None, output_dir: str | Path, overrides: Sequence[str] = ()) -> Surrogate:
-    """The surrogate in ``checkpoint``, or — when it is None — one trained now.
-
-    Lets every command run on a fresh machine with no arguments: the ``train`` config with
-    ``overrides`` is fitted into ``output_dir/train`` (its surrogate file is
-    ``output_dir/train/surrogate.safetensors``) and its summary reported
-    (:func:`surrogates.console.report`: printed, and under a command kept in its log file).
-    """
-    if checkpoint is not None:
-        return Surrogate.load(checkpoint)
-    from surrogates.api import compose_config
-
-    overrides = list(overrides)
-    report(f"no checkpoint given: training a surrogate first (train config, overrides: {overrides or 'none'})")
-    result = train(compose_config("train", overrides), output_dir=Path(output_dir) / "train")
-    report(format_summary(result.summary))
-    return result.surrogate
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """A few readable lines of a training summary."""
-    lines = [f"{summary['model']} fitted to {summary['data']} in {summary['fit_seconds']:.1f} s ({summary['epochs']} epochs)"]
-    for split in ("train", "validation"):
-        metrics = summary.get(split) or {}
-        if metrics:
-            r2 = ", ".join(f"{k}={v:.6f}" for k, v in metrics["r2"].items())
-            rmse = ", ".join(f"{k}={v:.3g}" for k, v in metrics["rmse"].items())
-            lines.append(f"  {split:<10} R² {r2}   RMSE {rmse}   ({metrics['points']} points)")
-    spent = summary.get("time")
-    if spent:
-        line = f"  time: {spent['adam_epochs']} Adam epochs {spent['adam_seconds']:.1f} s"
-        if spent["polish_epochs"]:
-            line += (f", {spent['polish_epochs']} L-BFGS epochs ({spent['polish_evaluations']} evaluations) "
-                     f"{spent['polish_seconds']:.1f} s, polish stopped: {spent['polish_stop']}")
-        lines.append(line)
-    if "polish_kept_epoch" in summary:
-        lines.append(f"  L-BFGS polish: kept the state after {summary['polish_kept_epoch'] + 1} of {summary['epochs']} "
-                     "epochs (the lowest validation error)")
-    noise = summary.get("estimated_noise_std")
-    if noise:
-        lines.append("  noise std estimated by the evidence fit: " + ", ".join(f"{k}={v:.3g}" for k, v in noise.items()))
-    derivatives = summary.get("derivatives")
-    if derivatives:
-        parts = [
-            f"{name.replace('_', ' ')} {100 * derivatives[name]['median']:.3g}%"
-            for name in ("gradient", "jacobian", "hessian", "mixed_partials")
-            if name in derivatives
-        ]
-        lines.append(f"  derivative error vs exact (median relative, {derivatives['test_points']} test points): " + ", ".join(parts))
-        if "laplacian_abs" in derivatives:
-            lines.append(f"  laplacian absolute error (median): {derivatives['laplacian_abs']['median']:.3g}")
-    active = summary.get("active")
-    if active:
-        sizes = " → ".join(str(r["samples"]) for r in active)
-        lines.append(f"  active sampling: {len(active) - 1} rounds, samples {sizes} (summary.json: active)")
-    lines.append(f"  surrogate: {summary['files']['surrogate']}")
-    lines.append(f"  summary:   {summary['files']['summary']}")
-    return "\n".join(lines)
+def summary_headline(summary: dict[str, Any]) -> str:
+    """One line of a training summary: model, data, seconds, epochs."""
+    return f"{summary['model']} fitted to {summary['data']} in {summary['fit_seconds']:.1f} s ({summary['epochs']} epochs)"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from surrogates.functions import TestFunction
+from surrogates.fitting.functions import TestFunction
 
 GRADIENT_FLOOR = 1e-3
 TEST_POINTS = 500

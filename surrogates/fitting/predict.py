@@ -16,7 +16,7 @@ in every process.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import lightning as L
 import numpy as np
@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
-from surrogates.lightning_warnings import lightning_internals_quiet
+from surrogates.console import lightning_internals_quiet
+from surrogates.errors import InputError
 from surrogates.surrogate import ExtrapolationWarning, Surrogate
 
 
@@ -47,11 +48,11 @@ def check_quantities(surrogate: Surrogate, quantities: Sequence[str]) -> list[st
     quantities = list(quantities)
     unknown = [q for q in quantities if q not in QUANTITIES]
     if unknown or not quantities:
-        raise ValueError(f"unknown quantities {unknown or quantities}; choose from {list(QUANTITIES)}")
+        raise InputError(f"unknown quantities {unknown or quantities}; choose from {list(QUANTITIES)}")
     if surrogate.out_dim != 1:
         scalar_only = [q for q in quantities if q in ("gradient", "hessian_eigenvalues")]
         if scalar_only:
-            raise ValueError(f"{scalar_only} need a scalar surrogate; this one has {surrogate.out_dim} outputs (use jacobian)")
+            raise InputError(f"{scalar_only} need a scalar surrogate; this one has {surrogate.out_dim} outputs (use jacobian)")
     return quantities
 
 
@@ -104,12 +105,12 @@ def grid_points(lower: Sequence[float], upper: Sequence[float], counts: int | Se
     d = lower.size
     counts = [int(counts)] * d if np.isscalar(counts) else [int(c) for c in counts]
     if len(counts) != d or upper.shape != lower.shape:
-        raise ValueError(f"grid needs {d} counts and bounds for {d} inputs, got counts {counts}, upper {upper.tolist()}")
+        raise InputError(f"grid needs {d} counts and bounds for {d} inputs, got counts {counts}, upper {upper.tolist()}")
     if min(counts) < 1 or not np.all(upper >= lower):
-        raise ValueError(f"grid counts must be positive and upper ≥ lower, got {counts}, {lower.tolist()}..{upper.tolist()}")
+        raise InputError(f"grid counts must be positive and upper ≥ lower, got {counts}, {lower.tolist()}..{upper.tolist()}")
     total = int(np.prod(counts, dtype=np.float64))
     if total > limit:
-        raise ValueError(f"a grid of {counts} is {total:,} points (limit {limit:,}); lower the counts or pass a points file")
+        raise InputError(f"a grid of {counts} is {total:,} points (limit {limit:,}); lower the counts or pass a points file")
     axes = [np.linspace(lo, hi, c) for lo, hi, c in zip(lower, upper, counts)]
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, d)
 
@@ -140,15 +141,15 @@ def query(
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != surrogate.in_dim:
-        raise ValueError(f"query points must have shape (N, {surrogate.in_dim}), got {X.shape}")
+        raise InputError(f"query points must have shape (N, {surrogate.in_dim}), got {X.shape}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise InputError(f"batch_size must be positive, got {batch_size}")
     module = DerivativeQuery(surrogate, quantities)
     inside = surrogate.check_domain(X, extrapolation)  # once for all points, not per batch
     if trainer is None:
         trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, inference_mode=False, enable_model_summary=False)
     if trainer.predict_loop.inference_mode:
-        raise ValueError(
+        raise InputError(
             "the trainer runs predict under torch.inference_mode, where autograd is disabled and "
             "derivatives would be silently wrong; create it with Trainer(inference_mode=False)"
         )

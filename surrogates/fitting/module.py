@@ -13,7 +13,7 @@ for the first ``trainer.max_epochs − polish_epochs`` epochs, then full-batch L
 network into the basin the polish converges in (100 epochs do as well as 500: quartic, exact,
 gradient error 1.2e-6 either way); L-BFGS does not stall where Adam's learning rate sets a floor.
 
-When the polish stops (:mod:`surrogates.selection`): once an epoch improves the objective by
+When the polish stops (:mod:`surrogates.fitting.selection`): once an epoch improves the objective by
 less than ``polish_tolerance`` nats per training row (converged); after ``polish_patience``
 significantly worse validation epochs (fitting the noise); at ``trainer.max_epochs``; or when
 ``trainer.max_time`` runs out. A time budget bounds the whole fit: the Adam phase hands over
@@ -24,7 +24,7 @@ The polish objective (``polish_objective``):
 
 * ``"evidence"`` (default): the output layer is integrated out as a Bayesian linear model on the
   last hidden layer's features and L-BFGS maximises the marginal likelihood over the hidden
-  weights and the prior and noise precisions α, β (:mod:`surrogates.evidence`), with the hidden
+  weights and the prior and noise precisions α, β (:mod:`surrogates.fitting.evidence`), with the hidden
   weights penalised by ``prior_weight · α/2 · Σ‖W_l‖²`` (biases free). The output layer is
   always the posterior mean. It estimates the noise level, so 1 % noise is not fitted into
   wiggly derivatives, and on exact data it drives the fit orders of magnitude further than the
@@ -33,7 +33,7 @@ The polish objective (``polish_objective``):
 
 Polish selection (``polish_patience`` > 0): after every L-BFGS epoch the validation rows'
 errors are measured; the lowest-error state is kept, and ``polish_patience`` epochs in a row
-that are significantly worse than it in a paired test stop the polish (:mod:`surrogates.selection`).
+that are significantly worse than it in a paired test stop the polish (:mod:`surrogates.fitting.selection`).
 On noisy data the evidence stops charging for complexity once the output layer is integrated
 out, so the hidden weights go on fitting the noise (mixed10, 1 % noise: Hessian error 1.52 %
 after 4 polish epochs, 2.20 % after 30); the validation error turns up at that point. Where it
@@ -54,9 +54,10 @@ import torchmetrics
 from lightning.pytorch.callbacks import Timer
 from torch import Tensor
 
-from surrogates.evidence import bounded_log_precision, last_layer_evidence
+from surrogates.errors import InputError
+from surrogates.fitting.evidence import bounded_log_precision, last_layer_evidence
+from surrogates.fitting.selection import PolishSelection
 from surrogates.model import MLP
-from surrogates.selection import PolishSelection
 
 SCHEDULES = ("cosine", "constant")
 POLISH_OBJECTIVES = ("evidence", "mse")
@@ -87,7 +88,7 @@ class SurrogateModule(L.LightningModule):
         prior_weight: Weight of the hidden weights' Gaussian penalty in the evidence polish,
             relative to the output layer's learned prior precision α (0: no penalty).
         polish_patience: Significantly worse polish epochs in a row (validation error, paired
-            test against the lowest so far; :mod:`surrogates.selection`) before the polish stops;
+            test against the lowest so far; :mod:`surrogates.fitting.selection`) before the polish stops;
             the lowest-error state is kept (0: run every polish epoch, keep the last).
             Needs the datamodule's validation rows (``data.val_fraction`` > 0).
         polish_tolerance: The polish has converged, and stops, once an epoch improves its
@@ -117,23 +118,13 @@ class SurrogateModule(L.LightningModule):
         polish_tolerance: float = 0.1,
     ):
         super().__init__()
-        # a config typo (model.width=abc) must name the key, not fail deep inside torch
-        for name, value in (("width", width), ("depth", depth), ("polish_epochs", polish_epochs),
-                            ("polish_iterations", polish_iterations), ("polish_patience", polish_patience)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"model.{name} must be an integer, got {value!r}")
-        for name, value in (("lr", lr), ("weight_decay", weight_decay), ("final_lr_fraction", final_lr_fraction),
-                            ("gradient_weight", gradient_weight), ("prior_weight", prior_weight),
-                            ("polish_tolerance", polish_tolerance)):
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ValueError(f"model.{name} must be a number, got {value!r}")
         if schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
+            raise InputError(f"unknown schedule {schedule!r}; choose one of {list(SCHEDULES)}")
         if polish_objective not in POLISH_OBJECTIVES:
-            raise ValueError(f"unknown polish_objective {polish_objective!r}; choose one of {list(POLISH_OBJECTIVES)}")
+            raise InputError(f"unknown polish_objective {polish_objective!r}; choose one of {list(POLISH_OBJECTIVES)}")
         for name, value in (("lr", lr), ("final_lr_fraction", final_lr_fraction)):
             if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+                raise InputError(f"{name} must be positive, got {value}")
         for name, value in (
             ("weight_decay", weight_decay),
             ("polish_epochs", polish_epochs),
@@ -143,9 +134,9 @@ class SurrogateModule(L.LightningModule):
             ("polish_tolerance", polish_tolerance),
         ):
             if value < 0:
-                raise ValueError(f"{name} must be non-negative, got {value}")
+                raise InputError(f"{name} must be non-negative, got {value}")
         if polish_iterations < 1:
-            raise ValueError(f"polish_iterations must be positive, got {polish_iterations}")
+            raise InputError(f"polish_iterations must be positive, got {polish_iterations}")
         self.save_hyperparameters()
         self.net = MLP(in_dim, out_dim, width=width, depth=depth, activation=activation, dtype=dtype)
         self.automatic_optimization = False

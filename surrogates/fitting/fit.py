@@ -7,30 +7,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from hydra.initialize import get_gh_backup, restore_gh_from_backup
-
-from surrogates.data import ArraySource
+from surrogates.config import compose_config
+from surrogates.fitting.sources import ArraySource
+from surrogates.fitting.train import summary_headline, train
 from surrogates.surrogate import Surrogate
-from surrogates.training import format_summary, train
 
 log = logging.getLogger(__name__)
-
-
-def compose_config(config_name: str, overrides: Sequence[str] = ()) -> Any:
-    """Compose one of the package's Hydra configs (``train``, ``query``, …) with overrides.
-
-    Works inside a running Hydra app too (``surrogates-query`` composing the default ``train``
-    config): the app's global Hydra state is set aside and restored afterwards.
-    """
-    running_app = get_gh_backup()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_module(config_module="surrogates.configs", version_base="1.3"):
-            return compose(config_name=config_name, overrides=list(overrides))
-    finally:
-        restore_gh_from_backup(running_app)
 
 
 def fit(
@@ -68,7 +50,7 @@ def fit(
         progress: True shows Lightning's per-epoch progress bar, False hides it. None (the
             default) hides it too, unless ``overrides`` set ``trainer.enable_progress_bar``.
             Lightning's GPU/TPU banners and tips are never shown; when the fit ends, one line
-            (model, data, time, epochs) is logged at INFO to the logger ``surrogates.api``.
+            (model, data, time, epochs) is logged at INFO to the logger ``surrogates.fitting.fit``.
 
     Returns:
         The fitted :class:`~surrogates.surrogate.Surrogate`; ``s.info["summary"]`` holds the fit metrics.
@@ -83,5 +65,5 @@ def fit(
     else:
         with tempfile.TemporaryDirectory(prefix="surrogates-fit-") as scratch:
             surrogate = train(cfg, output_dir=scratch, source=source).surrogate
-    log.info(format_summary(surrogate.info["summary"]).splitlines()[0])
+    log.info(summary_headline(surrogate.info["summary"]))
     return surrogate
