@@ -61,16 +61,16 @@ CNN = (
 KEEP_FREED = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 
 
-def prepare(work: Path) -> tuple[Path, Path, dict[str, Any]]:
+def prepare(work: Path, steps: int) -> tuple[Path, Path, dict[str, Any]]:
     """Train the digits CNN once (cached in ``work``); return state-dict path, data path, info."""
     import torch
 
-    weights, data, info_file = work / "digits_cnn.pt", work / "digits.npz", work / "digits_info.json"
+    weights, data, info_file = (work / f"digits_cnn_{steps}{suffix}" for suffix in (".pt", ".npz", ".json"))
     if not (weights.exists() and data.exists() and info_file.exists()):
         from surrogates.landscape.example import digits_classification
 
         torch.set_num_threads(1)
-        ex = digits_classification()
+        ex = digits_classification(steps=steps)
         torch.save(ex.model.state_dict(), weights)
         np.savez(data, x=ex.X.numpy(), y=ex.Y.numpy())
         info_file.write_text(json.dumps(ex.info))
@@ -95,7 +95,7 @@ def run_cli(tree: Path, overrides: list[str], out: Path, env_extra: dict[str, st
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "surrogates.cli.landscape", *overrides, f"hydra.run.dir={out}"],
-        env=env, capture_output=True, text=True,
+        env=env, capture_output=True, text=True, check=False,
     )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -168,23 +168,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--baseline", default=BASELINE, help=f"git commit of the 'before' tree (default {BASELINE})")
     ap.add_argument("--work", default="/tmp/bench_landscape_cli", help="scratch folder (trees, network, run folders)")
     ap.add_argument("--out", default=str(ROOT / "scripts" / "results" / "bench_landscape_cli"), help="output stem (.txt, .json)")
+    ap.add_argument("--train-steps", type=int, default=150, help="Adam steps of the digits CNN (default 150)")
+    ap.add_argument("--overrides", nargs="*", default=[],
+                    help="extra CLI overrides for every run, keys both trees know (e.g. a quick smoke run)")
     args = ap.parse_args(argv)
     if args.reps < 2:
         ap.error("--reps must be >= 2 (the density's seed-to-seed noise needs two seeds)")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    weights, data, info = prepare(work)
-    network = [CNN, f"network.state_dict={weights}", f"data.source={data}", "threads=1", "progress=false"]
+    weights, data, info = prepare(work, args.train_steps)
+    network = [CNN, f"network.state_dict={weights}", f"data.source={data}", "threads=1", "progress=false", *args.overrides]
     configs = {
         "before": (export_tree(args.baseline, work), {}),
         "before + allocator": (export_tree(args.baseline, work), KEEP_FREED),
         "after": (ROOT, {}),
     }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
+    loads = []
     for rep in range(args.reps):
         for name, (tree, env) in configs.items():
             out = work / "runs" / f"{name.replace(' ', '').replace('+', '_')}-seed{rep}"
+            loads.append(os.getloadavg()[0])
             r = run_cli(tree, [*network, f"seed={rep}"], out, env)
+            loads.append(os.getloadavg()[0])
             runs[name].append(r)
             print(f"seed {rep} {name:<20} wall {r['wall_s']:6.1f} s  cpu {r['cpu_s']:6.1f} s  "
                   f"products {r['summary']['hvp_counts']}", flush=True)
@@ -192,9 +198,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     med = {name: {k: statistics.median(r[k] for r in reps) for k in ("wall_s", "cpu_s")} for name, reps in runs.items()}
     base = med["before"]
     lines = [
-        f"surrogates-landscape default run, digits CNN ({info['num_params']} parameters, {info['n_samples']} samples, "
-        f"float32), 1 thread, medians of {args.reps} seeds; baseline tree {args.baseline}",
-        f"machine: {platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}",
+        (f"surrogates-landscape default run, digits CNN ({info['num_params']} parameters, {info['n_samples']} samples, "
+         f"float32), 1 thread, medians of {args.reps} seeds; baseline tree {args.baseline}"),
+        f"extra overrides: {args.overrides}" if args.overrides else "default config (no overrides)",
+        (f"machine: {platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}; load average "
+         f"(1 min) during the runs {min(loads):.1f}-{max(loads):.1f}: wall clock counts other users' jobs, cpu s does not"),
         "",
         f"{'configuration':<22}{'wall s':>9}{'cpu s':>9}{'speed-up (cpu)':>16}{'products':>10}",
     ]
@@ -211,13 +219,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     slices = {name: max(c["slices_rel_diff_max"][name] for c in checks) for name in checks[0]["slices_rel_diff_max"]}
     lines += [
         "after vs before, same seed (worst over seeds):",
-        f"  top-5 eigenvalues: max relative difference {worst['top_rel_diff_max']:.1e}",
-        f"  bottom-5 eigenvalues: max relative difference {worst['bottom_rel_diff_max']:.1e}",
+        f"  top-k eigenvalues: max relative difference {worst['top_rel_diff_max']:.1e}",
+        f"  bottom-k eigenvalues: max relative difference {worst['bottom_rel_diff_max']:.1e}",
         f"  trace: difference {worst['trace_diff_in_sigma']:.2f} combined standard errors",
-        "  slices (same grids and directions): max relative loss difference "
-        + ", ".join(f"{name} {v:.1e}" for name, v in slices.items()),
-        f"  density figure: total-variation distance {worst['density_tv_distance']:.4f}; before vs before across "
-        f"seeds {max(noise):.4f}, after vs after across seeds {max(noise_after):.4f}",
+        ("  slices (same grids and directions): max relative loss difference "
+         + ", ".join(f"{name} {v:.1e}" for name, v in slices.items())),
+        (f"  density figure: total-variation distance {worst['density_tv_distance']:.4f}; before vs before across "
+         f"seeds {max(noise):.4f}, after vs after across seeds {max(noise_after):.4f}"),
     ]
     a0, b0 = runs["after"][0]["summary"], runs["before"][0]["summary"]
     lines.append(f"  trace, seed 0: before {b0['trace']['value']:.4f} ± {b0['trace']['stderr']:.4f} ({b0['trace']['method']}), "
@@ -227,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "network": info, "baseline": args.baseline, "reps": args.reps, "threads": 1,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version()},
-        "medians": med, "checks": checks, "density_noise_before": noise, "density_noise_after": noise_after,
+        "medians": med, "checks": checks, "load_average_1min": loads, "density_noise_before": noise, "density_noise_after": noise_after,
         "runs": {name: [{"wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "timings_s": r["summary"]["timings_s"],
                          "hvp_counts": r["summary"]["hvp_counts"], "trace": r["summary"]["trace"],
                          "top": r["summary"]["spectrum"]["top"], "bottom": r["summary"]["spectrum"]["bottom"]}

@@ -76,7 +76,7 @@ def train(tmp_path, callbacks, epochs=4):
     loader = DataLoader(TensorDataset(X, Y), batch_size=16, shuffle=True)
     trainer = L.Trainer(
         max_epochs=epochs, accelerator="cpu", devices=1, logger=CSVLogger(tmp_path, name="logs"), callbacks=callbacks,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
     )
     trainer.fit(module, loader)
     return module, trainer
