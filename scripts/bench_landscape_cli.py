@@ -95,7 +95,7 @@ def run_cli(tree: Path, overrides: list[str], out: Path, env_extra: dict[str, st
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "surrogates.cli.landscape", *overrides, f"hydra.run.dir={out}"],
-        env=env, capture_output=True, text=True, check=False,
+        env=env, cwd=tree, capture_output=True, text=True, check=False,  # -m puts the cwd first on sys.path
     )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
