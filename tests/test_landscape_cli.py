@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -24,8 +26,12 @@ SMALL = [
     "example.steps=60",
     "spectrum.k=2",
     "trace.num_products=12",
+    "trace.num_probes=4",
     "density.num_probes=3",
     "density.num_steps=6",
+    "layers.enabled=true",
+    "layers.max_iter=250",
+    "layers.trace_probes=30",
     "slices.points_1d=5",
     "slices.points_2d=3",
     "slices.path_points=3",
@@ -49,24 +55,40 @@ def default_run(tmp_path_factory):
 def test_default_run_writes_json_and_figures_with_correct_numbers(default_run):
     out, summary = default_run
     data = json.loads((out / "landscape.json").read_text())
-    for name in ("density.png", "eigenvalues.png", "slice_1d.png", "slice_2d.png"):
+    for name in ("density.png", "eigenvalues.png", "slice_1d.png", "slice_2d.png", "layers.png"):
         assert (out / name).stat().st_size > 5000, name
-    assert data["figures"] == ["density.png", "eigenvalues.png", "slice_1d.png", "slice_2d.png"]
+    assert data["figures"] == ["density.png", "eigenvalues.png", "slice_1d.png", "slice_2d.png", "layers.png"]
     # independent check: dense float64 Hessian of the saved example weights
     from surrogates.landscape.example import tanh_mlp
 
     model = tanh_mlp([8, 24, 24, 4])
     apply_state_dict(model, load_state_dict(out / "example_model.pt"))
     X, Y = load_arrays(out / "example_data.npz")
-    ev = np.linalg.eigvalsh(reference_hessian(model, nn.CrossEntropyLoss(), X, Y).numpy())
+    H = reference_hessian(model, nn.CrossEntropyLoss(), X, Y).numpy()
+    ev = np.linalg.eigvalsh(H)
     assert data["num_params"] == len(ev) == 916
     assert data["spectrum"]["top"][0] == pytest.approx(ev[-1], rel=1e-6)
     assert data["spectrum"]["bottom"][0] == pytest.approx(ev[0], abs=1e-6 * ev[-1])
     assert data["exact"]["trace"] == pytest.approx(ev.sum(), rel=1e-5)
+    # the default trace: the spectrum's Krylov basis exactly, one product per probe in its complement
+    assert data["trace"]["method"] == "Krylov-deflated Hutchinson" and data["trace"]["num_probes"] == 4
+    assert data["trace"]["krylov_dim"] == data["spectrum"]["iterations"]
     assert abs(data["trace"]["value"] - ev.sum()) < 5 * data["trace"]["stderr"] + 1e-6
+    assert abs(data["density"]["implied_trace"] - ev.sum()) < 5 * data["density"]["implied_trace_stderr"] + 1e-6
     assert data["critical_point"]["verdict"] in ("minimum", "saddle", "not critical")
     assert data["critical_point"]["grad_tol"] == 1e-3
-    assert data["hvp_counts"]["trace"] == 12 and data["hvp_counts"]["density"] == 18
+    assert data["hvp_counts"]["trace"] == 4 and data["hvp_counts"]["density"] == 18
+    # per layer: the diagonal blocks of the dense Hessian (Lanczos may span the small blocks)
+    edges = np.cumsum([0, 8 * 24 + 24, 24 * 24 + 24, 24 * 4 + 4])
+    layers = data["layers"]["layers"]
+    assert [r["name"] for r in layers] == ["0", "2", "4"] and [r["size"] for r in layers] == list(np.diff(edges))
+    for r, a, b in zip(layers, edges[:-1], edges[1:]):
+        block = np.linalg.eigvalsh(H[a:b, a:b])
+        assert r["converged"]
+        assert r["lambda_max"] == pytest.approx(block[-1], rel=1e-5)
+        assert r["lambda_min"] == pytest.approx(block[0], abs=1e-5 * block[-1])
+        assert abs(r["trace"] - block.sum()) <= 5 * r["trace_stderr"] + 1e-5 * block.sum()
+    assert data["hvp_counts"]["layers"] == data["layers"]["num_products"]
     s1 = data["slices"]["random_1d"]
     assert s1["axes"][0][2] == 0.0 and s1["loss"][2] == pytest.approx(data["loss"], rel=1e-6)
     assert np.asarray(data["slices"]["random_2d"]["loss"]).shape == (3, 3)
@@ -88,11 +110,17 @@ def test_target_model_with_state_dict_and_array_data(default_run, tmp_path):
             "data.batch_size=50",
             "hessian.dtype=float64",
             "hessian.params=[2.*]",
+            "trace.method=hutchpp",
+            "layers.enabled=false",
         ]
     )
     summary = run(cfg, output_dir=tmp_path / "run")
     assert summary["network"]["kind"] == "model"
     assert summary["params"] == ["2.weight", "2.bias"] and summary["num_params"] == 600
+    assert summary["trace"]["method"] == "hutch++" and summary["hvp_counts"]["trace"] == 12
+    ev = np.asarray(summary["exact"]["eigenvalues"])
+    assert abs(summary["trace"]["value"] - ev.sum()) < 5 * summary["trace"]["stderr"] + 1e-9
+    assert summary["layers"] is None and "layers.png" not in summary["figures"]
     assert summary["dtype"] == "float64"
     assert (tmp_path / "run" / "path.png").exists()
     path = summary["slices"]["path"]
@@ -108,9 +136,11 @@ def test_archive_input(default_run, tmp_path):
     X, _ = load_arrays(out / "example_data.npz")
     torch.export.save(torch.export.export(model, (X,)), tmp_path / "m.pt2")
     assert isinstance(load_archive(tmp_path / "m.pt2"), nn.Module)
-    cfg = compose_cfg(SMALL + [f"network.archive={tmp_path / 'm.pt2'}", f"data.source={out / 'example_data.npz'}", "figures=false", "exact.max_params=10"])
+    cfg = compose_cfg(SMALL + [f"network.archive={tmp_path / 'm.pt2'}", f"data.source={out / 'example_data.npz'}", "figures=false",
+                               "exact.max_params=10", "trace.method=density"])
     summary = run(cfg, output_dir=tmp_path / "run")
     assert summary["network"]["kind"] == "archive" and summary["num_params"] == 916
+    assert summary["trace"]["value"] == summary["density"]["implied_trace"] and summary["hvp_counts"]["trace"] == 0
 
 
 def test_bad_inputs_give_clear_errors(default_run, tmp_path):
@@ -133,6 +163,36 @@ def test_bad_inputs_give_clear_errors(default_run, tmp_path):
     torch.save({"w": nn.Linear(2, 2)}, pickled)  # a module object: refused by weights_only
     with pytest.raises(ValueError, match="cannot read .*evil.pt as a weights-only torch checkpoint"):
         load_state_dict(pickled)
+
+
+MODEL = "network.model={_target_:surrogates.landscape.example.tanh_mlp,sizes:[8,24,24,4]}"
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ([MODEL, "network.state_dict={tmp}/missing.pt"], r"error: state dict file not found: .*missing\.pt"),
+        ([MODEL], r"error: data\.source is required when a network is given"),
+        (["trace.method=bogus"], r"error: trace\.method must be deflated, density or hutchpp, got 'bogus'"),
+        (["threads=0"], r"error: threads must be a positive integer or null, got 0"),
+    ],
+    ids=["missing state dict", "no data", "bad trace method", "bad threads"],
+)
+def test_user_errors_are_one_line_and_exit_2(args, expected, tmp_path, capsys):
+    """The same report as the other three commands (cli.common.reported_errors): no traceback."""
+    from surrogates.cli.landscape import main
+
+    argv = sys.argv
+    sys.argv = ["surrogates-landscape", *(a.replace("{tmp}", str(tmp_path)) for a in args), f"hydra.run.dir={tmp_path / 'run'}"]
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+    finally:
+        sys.argv = argv
+    err = capsys.readouterr().err
+    message = [line for line in err.strip().splitlines() if line.strip()]
+    assert exited.value.code == 2 and "Traceback" not in err, err
+    assert len(message) == 1 and re.match(expected, message[0]), err
 
 
 @pytest.mark.slow

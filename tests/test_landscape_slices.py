@@ -26,6 +26,7 @@ from surrogates.landscape.slices import (
     interpolation_path,
     path_grid,
     random_slice,
+    slice_row,
     symmetric_grid,
 )
 
@@ -74,6 +75,20 @@ def test_random_slices_hit_the_origin_and_leave_the_model_alone():
     assert s2.values["loss"][2, 2] == pytest.approx(ref, abs=1e-14)
     np.testing.assert_allclose(s2.values["loss"][:, 2], random_slice(op, 5, 0.5).values["loss"], atol=1e-14)
     assert_unchanged(model, snap)
+
+
+def test_a_1d_slice_reuses_the_row_of_a_2d_slice_exactly():
+    model = small_mlp()
+    X, Y = classification_data()
+    op = HessianOperator(model, nn.CrossEntropyLoss(), (X, Y))
+    s2 = random_slice(op, 5, 0.5, dims=2, seed=7, metrics={"accuracy": accuracy})
+    fresh = random_slice(op, 9, 0.5, seed=7, metrics={"accuracy": accuracy})
+    shared = random_slice(op, 9, 0.5, seed=7, metrics={"accuracy": accuracy}, known=slice_row(s2))
+    assert fresh.num_evaluations == 9 and shared.num_evaluations == 4  # every other point is on the 2-D grid
+    for key in ("loss", "accuracy"):
+        np.testing.assert_array_equal(shared.values[key], fresh.values[key])
+    with pytest.raises(ValueError, match="slice_row needs a 2-D slice"):
+        slice_row(fresh)
 
 
 def test_eigenvector_slice_curvature_equals_eigenvalue():

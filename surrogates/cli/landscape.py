@@ -1,6 +1,16 @@
 """``surrogates-landscape``: loss-landscape analysis of an existing network (Hydra app).
 
 ``main`` is a thin Hydra wrapper; :func:`run` does the work and is what tests call.
+
+Where the products go (the default run): one Lanczos run from both ends gives the extreme
+eigenvalues *and* a Krylov basis :math:`Q` that holds the outliers, which every later stage
+reuses. The trace is :math:`\\operatorname{tr}(Q^\\top H Q)` (known from the run, no products)
+plus Hutchinson in the complement of :math:`Q`, one product per probe
+(``trace.method=deflated``; ``density`` takes the density's implied trace, ``hutchpp`` a
+separate Hutch++). The spectral density carries :math:`Q`'s Ritz values exactly and spends its
+products on a few long probes in the complement: its resolution comes from the steps per
+probe, while more probes mainly buy trace accuracy, which the trace's own one-product probes
+deliver more cheaply.
 """
 
 from __future__ import annotations
@@ -15,8 +25,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from surrogates.cli.common import reported_errors
+from surrogates.cli.common import keep_freed_memory, reported_errors, set_threads
 from surrogates.console import report
+from surrogates.errors import InputError
 from surrogates.io import output_folder, write_json, write_with
 from surrogates.landscape import loading
 from surrogates.landscape.character import characterize
@@ -24,12 +35,14 @@ from surrogates.landscape.density import spectral_density
 from surrogates.landscape.exact import exact_spectrum
 from surrogates.landscape.example import bundled_example
 from surrogates.landscape.lanczos import lanczos, refine
+from surrogates.landscape.layers import layer_spectra
 from surrogates.landscape.operator import HessianOperator
 from surrogates.landscape.slices import (
     accuracy,
     eigenvector_slice,
     interpolation_path,
     random_slice,
+    slice_row,
 )
 from surrogates.landscape.trace import hutchpp
 
@@ -38,7 +51,7 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64, None: None}
 
 def _instantiate(node: Any, what: str) -> Any:
     if not (isinstance(node, DictConfig) and "_target_" in node):
-        raise ValueError(f"{what} must be a mapping with a _target_ key, got {node!r}")
+        raise InputError(f"{what} must be a mapping with a _target_ key, got {node!r}")
     return hydra.utils.instantiate(node, _convert_="all")
 
 
@@ -47,7 +60,7 @@ def _network(cfg: DictConfig, out: Path) -> tuple[torch.nn.Module, Any, dict[str
     net = cfg.network
     given = [k for k in ("model", "archive", "surrogate") if net.get(k) is not None]
     if len(given) > 1:
-        raise ValueError(f"give only one of network.model, network.archive, network.surrogate; got {given}")
+        raise InputError(f"give only one of network.model, network.archive, network.surrogate; got {given}")
     if not given:
         ex = bundled_example(seed=int(cfg.seed), steps=int(cfg.example.steps), n_samples=int(cfg.example.n_samples))
         write_with(out / "example_model.pt", lambda p: torch.save(ex.model.state_dict(), p))
@@ -56,7 +69,7 @@ def _network(cfg: DictConfig, out: Path) -> tuple[torch.nn.Module, Any, dict[str
     if given[0] == "model":
         model = _instantiate(net.model, "network.model")
         if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"network.model built a {type(model).__name__}, not a torch.nn.Module")
+            raise InputError(f"network.model built a {type(model).__name__}, not a torch.nn.Module")
         info: dict[str, Any] = {"kind": "model", "target": str(net.model._target_)}
         if net.state_dict is not None:
             state = loading.load_state_dict(net.state_dict, key=net.state_dict_key, prefix=net.state_dict_prefix or "")
@@ -72,7 +85,7 @@ def _data(cfg: DictConfig, default: Any) -> Any:
     src = cfg.data.source
     if src is None:
         if default is None:
-            raise ValueError("data.source is required when a network is given (a _target_ mapping or a .npz/.npy path)")
+            raise InputError("data.source is required when a network is given (a _target_ mapping or a .npz/.npy path)")
         return default
     if isinstance(src, DictConfig):
         return _instantiate(src, "data.source")
@@ -90,8 +103,9 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
 
         output_dir = HydraConfig.get().runtime.output_dir
     out = output_folder(output_dir)
-    if cfg.threads is not None:
-        torch.set_num_threads(int(cfg.threads))
+    set_threads(cfg.threads)
+    if cfg.trace.method not in ("deflated", "density", "hutchpp"):
+        raise InputError(f"trace.method must be deflated, density or hutchpp, got {cfg.trace.method!r}")
     seed = int(cfg.seed)
     bar = cfg.progress
     t_all = time.perf_counter()
@@ -107,7 +121,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     if params is None and net_info["kind"] == "surrogate":
         params = "*"  # surrogates are stored frozen; study all their weights
     if cfg.hessian.dtype not in _DTYPES:
-        raise ValueError(f"hessian.dtype must be float32, float64 or null, got {cfg.hessian.dtype!r}")
+        raise InputError(f"hessian.dtype must be float32, float64 or null, got {cfg.hessian.dtype!r}")
     op = HessianOperator(
         model,
         loss_fn,
@@ -133,7 +147,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     k = min(int(cfg.spectrum.k), max(1, (op.n - 1) // 2))
     t = time.perf_counter()
     op.reset_counter()
-    spec = lanczos(op, k, "BE", max_iter=cfg.spectrum.max_iter, tol=cfg.spectrum.tol, seed=seed, keep_basis=bool(cfg.density.deflate), progress_bar=bar)
+    spec = lanczos(op, k, "BE", max_iter=cfg.spectrum.max_iter, tol=cfg.spectrum.tol, seed=seed, keep_basis=bool(cfg.density.deflate) or cfg.trace.method == "deflated", progress_bar=bar)
     spec_products = op.num_products
     if cfg.spectrum.refine and op.dtype != torch.float64:
         op64 = HessianOperator(model, loss_fn, data, params=params, dtype=torch.float64, batch_size=cfg.data.batch_size, cache_graphs=cfg.hessian.cache_graphs, mode=cfg.hessian.mode)
@@ -143,15 +157,37 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     timings["spectrum_s"] = time.perf_counter() - t
     top, bottom = spec.eigenvalues[:k], spec.eigenvalues[k:]
 
-    # ---- trace (Hutch++) and density (deflated SLQ)
+    # ---- trace and density (deflated SLQ)
     t = time.perf_counter()
     op.reset_counter()
-    tr = hutchpp(op, int(cfg.trace.num_products), seed=seed + 1, progress_bar=bar)
+    if cfg.trace.method == "hutchpp":
+        tr = hutchpp(op, int(cfg.trace.num_products), seed=seed + 1, progress_bar=bar)
+        trace = tr.to_dict()
+    elif cfg.trace.method == "deflated":
+        # one-step SLQ probes are Hutchinson probes in the complement of the basis, and the
+        # implied trace adds the basis's Rayleigh quotients: exactly the deflated estimator
+        tr = spectral_density(op, int(cfg.trace.num_probes), 1, seed=seed + 1, deflate=spec, progress_bar=bar)
+        trace = {"method": "Krylov-deflated Hutchinson", "value": tr.trace, "stderr": tr.trace_stderr,
+                 "num_products": tr.num_products, "num_probes": len(tr.nodes), "krylov_dim": len(tr.deflated)}
     timings["trace_s"] = time.perf_counter() - t
     t = time.perf_counter()
     op.reset_counter()
     dens = spectral_density(op, int(cfg.density.num_probes), int(cfg.density.num_steps), seed=seed + 2, deflate=spec if cfg.density.deflate else None, progress_bar=bar)
     timings["density_s"] = time.perf_counter() - t
+    if cfg.trace.method == "density":
+        trace = {"method": "density", "value": dens.trace, "stderr": dens.trace_stderr,
+                 "num_products": 0, "num_probes": len(dens.nodes)}  # the density's own probes
+
+    # ---- per-layer blocks H_bb: their own Lanczos runs, traces from shared full-Hessian probes
+    layers = None
+    if cfg.layers.enabled:
+        t = time.perf_counter()
+        layers = layer_spectra(
+            model, loss_fn, data, params=params, max_iter=int(cfg.layers.max_iter), tol=cfg.spectrum.tol,
+            trace_probes=int(cfg.layers.trace_probes), seed=seed + 5, dtype=_DTYPES[cfg.hessian.dtype],
+            batch_size=cfg.data.batch_size, cache_graphs=cfg.hessian.cache_graphs, mode=cfg.hessian.mode, progress_bar=bar,
+        )
+        timings["layers_s"] = time.perf_counter() - t
 
     # ---- exact reference for small networks
     exact = None
@@ -167,7 +203,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
             "num_negative": int(np.sum(ev < -float(cfg.critical.neg_tol) * np.max(np.abs(ev)))),
             "top_abs_error": np.abs(top - ev[::-1][:k]).tolist(),
             "bottom_abs_error": np.abs(bottom - ev[:k]).tolist(),
-            "trace_rel_error": abs(tr.value - float(np.sum(ev))) / abs(float(np.sum(ev))),
+            "trace_rel_error": abs(trace["value"] - float(np.sum(ev))) / abs(float(np.sum(ev))),
             "density_trace_rel_error": abs(dens.trace - float(np.sum(ev))) / abs(float(np.sum(ev))),
         }
 
@@ -180,15 +216,17 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         converged=spec.all_converged,
     )
 
-    # ---- slices
+    # ---- slices: every one passes through the weights (evaluated once, above); the 1-D random
+    # slice runs along the 2-D slice's first direction, whose points on that line it reuses
     t = time.perf_counter()
     op.reset_counter()
     sl = cfg.slices
-    s1 = random_slice(op, int(sl.points_1d), float(sl.span), seed=seed + 3, metrics=metrics, progress_bar=bar)
-    s2 = random_slice(op, int(sl.points_2d), float(sl.span), dims=2, seed=seed + 3, metrics=metrics, progress_bar=bar)
+    origin = {(0.0,): base}
+    s2 = random_slice(op, int(sl.points_2d), float(sl.span), dims=2, seed=seed + 3, metrics=metrics, known={(0.0, 0.0): base}, progress_bar=bar)
+    s1 = random_slice(op, int(sl.points_1d), float(sl.span), seed=seed + 3, metrics=metrics, known=slice_row(s2), progress_bar=bar)
     lam = float(top[0])
     espan = float(sl.eigen_span) if sl.eigen_span is not None else (math.sqrt(2.0 / lam) if lam > 0 else 1.0)
-    se = eigenvector_slice(op, spec.eigenvectors[:, 0], int(sl.points_1d), espan, metrics=metrics, progress_bar=bar)
+    se = eigenvector_slice(op, spec.eigenvectors[:, 0], int(sl.points_1d), espan, metrics=metrics, known=origin, progress_bar=bar)
     path = None
     if cfg.network.compare_state_dict is not None:
         other = loading.load_state_dict(cfg.network.compare_state_dict, key=cfg.network.state_dict_key, prefix=cfg.network.state_dict_prefix or "")
@@ -207,9 +245,10 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         "gradient_norm": grad_norm,
         "critical_point": verdict.to_dict(),
         "spectrum": {**spec.to_dict(), "top": top.tolist(), "bottom": bottom.tolist(), "num_products_total": spec_products},
-        "trace": tr.to_dict(),
+        "trace": trace,
         "density": dens.to_dict(),
         "exact": exact,
+        "layers": layers.to_dict() if layers else None,
         "slices": {
             "random_1d": s1.to_dict(),
             "random_2d": s2.to_dict(),
@@ -218,8 +257,9 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         },
         "hvp_counts": {
             "spectrum": spec_products,
-            "trace": tr.num_products,
+            "trace": trace["num_products"],
             "density": dens.num_products,
+            "layers": layers.num_products if layers else 0,
             "exact": op.n if exact else 0,
         },
         "timings_s": timings,
@@ -242,14 +282,16 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         save("slice_2d.png", plots.plot_slice_2d(s2))
         if path is not None:
             save("path.png", plots.plot_path(path))
+        if layers is not None:
+            save("layers.png", plots.plot_layers(layers))
     timings["total_s"] = time.perf_counter() - t_all
     summary["figures"] = figures
     write_json(out / "landscape.json", summary)
-    _print_summary(summary, out)
+    _print_summary(summary, out, layers)
     return summary
 
 
-def _print_summary(s: dict[str, Any], out: Path) -> None:
+def _print_summary(s: dict[str, Any], out: Path, layers: Any) -> None:
     cp = s["critical_point"]
     sp = s["spectrum"]
     lines = [
@@ -257,9 +299,11 @@ def _print_summary(s: dict[str, Any], out: Path) -> None:
         f"loss: {s['loss']:.6g}  |grad|: {s['gradient_norm']:.3g}",
         f"top eigenvalues:    {np.array2string(np.asarray(sp['top']), precision=5)}",
         f"bottom eigenvalues: {np.array2string(np.asarray(sp['bottom']), precision=5)}  ({sp['status']})",
-        f"trace (Hutch++): {s['trace']['value']:.5g} ± {s['trace']['stderr']:.2g}   density implied trace: "
-        f"{s['density']['implied_trace']:.5g} ± {s['density']['implied_trace_stderr']:.2g}",
+        (f"trace ({s['trace']['method']}): {s['trace']['value']:.5g} ± {s['trace']['stderr']:.2g}   density implied trace: "
+         f"{s['density']['implied_trace']:.5g} ± {s['density']['implied_trace_stderr']:.2g}"),
     ]
+    if layers is not None:
+        lines.append(layers.table())
     if s["exact"]:
         lines.append(f"exact: trace {s['exact']['trace']:.5g}, lambda_max {s['exact']['lambda_max']:.6g}, lambda_min {s['exact']['lambda_min']:.6g}")
     lines += [
@@ -272,7 +316,8 @@ def _print_summary(s: dict[str, Any], out: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://surrogates.configs", config_name="landscape")
 def main(cfg: DictConfig) -> None:
-    """Console entry point ``surrogates-landscape``."""
+    """Console entry point ``surrogates-landscape``: a user's mistake is one ``error: …`` line and exit 2."""
+    keep_freed_memory()
     with reported_errors():
         run(cfg)
 

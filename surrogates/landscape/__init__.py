@@ -20,6 +20,8 @@ own ``eigenvalues()`` and damped ``inverse(damping)``)::
     cmp = compare_top_eigenvalues(K, G, k=5)   # cmp.approx, cmp.exact, cmp.ratio
 
 The model is never modified (parameters, ``requires_grad``, ``.grad``, train/eval flags).
+:func:`layer_spectra` gives the same per layer; :class:`CurvatureMonitor` (a Lightning callback,
+imported on first use so that this package loads without Lightning) logs them while training.
 """
 
 from .character import CriticalCharacter, characterize
@@ -30,6 +32,7 @@ from .fisher import FisherOperator
 from .ggn import GGNOperator
 from .kfac import EigenvalueComparison, KFACInverseOperator, KFACOperator, compare_top_eigenvalues
 from .lanczos import EigenResult, lanczos, refine
+from .layers import LayerSpectra, LayerSpectrum, layer_spectra
 from .loading import (
     apply_state_dict,
     load_archive,
@@ -70,6 +73,10 @@ __all__ = [
     "TraceEstimate",
     "spectral_density",
     "SpectralDensity",
+    "layer_spectra",
+    "LayerSpectra",
+    "LayerSpectrum",
+    "CurvatureMonitor",
     "dense_matrix",
     "exact_spectrum",
     "characterize",
@@ -92,3 +99,16 @@ __all__ = [
     "bundled_example",
     "teacher_classification",
 ]
+
+
+def __getattr__(name: str):
+    # PEP 562: the Lightning callback loads Lightning, which the rest of the package never needs
+    if name == "CurvatureMonitor":
+        from .monitor import CurvatureMonitor
+
+        return CurvatureMonitor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"CurvatureMonitor"})

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from surrogates.errors import CheckpointError, DataError, InputError
+
 
 def _existing(path: str | os.PathLike, what: str) -> Path:
     p = Path(path).expanduser()
@@ -35,7 +37,7 @@ def load_state_dict(path: str | os.PathLike, *, key: str | None = None, prefix: 
 
     Raises:
         FileNotFoundError: No such file.
-        ValueError: The file does not hold a mapping of names to tensors.
+        CheckpointError: The file does not hold a mapping of names to tensors.
     """
     p = _existing(path, "state dict")
     if p.suffix == ".safetensors":
@@ -46,15 +48,15 @@ def load_state_dict(path: str | os.PathLike, *, key: str | None = None, prefix: 
         try:
             obj = torch.load(p, map_location="cpu", weights_only=True)
         except Exception as err:  # torch raises UnpicklingError/RuntimeError variants
-            raise ValueError(f"cannot read {p} as a weights-only torch checkpoint: {err}") from err
+            raise CheckpointError(f"cannot read {p} as a weights-only torch checkpoint: {err}") from err
     if isinstance(obj, Mapping) and key is not None:
         if key not in obj:
-            raise ValueError(f"{p} has no key {key!r}; keys: {sorted(map(str, obj))[:12]}")
+            raise CheckpointError(f"{p} has no key {key!r}; keys: {sorted(map(str, obj))[:12]}")
         obj = obj[key]
     elif isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{p} does not hold a state dict (a mapping of parameter names to tensors)")
+        raise CheckpointError(f"{p} does not hold a state dict (a mapping of parameter names to tensors)")
     return {(k[len(prefix):] if prefix and k.startswith(prefix) else k): v for k, v in obj.items()}
 
 
@@ -62,7 +64,7 @@ def apply_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
     """Load ``state`` into ``model`` after checking that it fits exactly.
 
     Raises:
-        ValueError: Missing keys, unexpected keys or shape mismatches, all named.
+        CheckpointError: Missing keys, unexpected keys or shape mismatches, all named.
     """
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -76,7 +78,7 @@ def apply_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source
             parts.append(f"unexpected keys {unexpected[:8]}")
         if wrong:
             parts.append(f"shape mismatches {wrong[:8]}")
-        raise ValueError(f"{source} does not fit the model {type(model).__name__}: " + "; ".join(parts))
+        raise CheckpointError(f"{source} does not fit the model {type(model).__name__}: " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
     return model
 
@@ -93,7 +95,7 @@ def load_archive(path: str | os.PathLike) -> nn.Module:
     try:
         return torch.jit.load(str(p), map_location="cpu")
     except RuntimeError as err:
-        raise ValueError(f"{p} is neither a torch.export .pt2 program nor a TorchScript archive: {err}") from err
+        raise CheckpointError(f"{p} is neither a torch.export .pt2 program nor a TorchScript archive: {err}") from err
 
 
 def load_surrogate(path: str | os.PathLike) -> nn.Module:
@@ -126,22 +128,22 @@ def load_arrays(
             return torch.from_numpy(a.astype(np.int64))
         if a.dtype.kind in "fb":
             return torch.from_numpy(np.ascontiguousarray(a))
-        raise ValueError(f"{what} has unsupported dtype {a.dtype}")
+        raise DataError(f"{what} has unsupported dtype {a.dtype}")
 
     if p.suffix == ".npz":
         with np.load(p, allow_pickle=False) as z:
             if inputs_key not in z:
-                raise ValueError(f"{p} has no array {inputs_key!r}; arrays: {sorted(z.files)}")
+                raise DataError(f"{p} has no array {inputs_key!r}; arrays: {sorted(z.files)}")
             X = conv(z[inputs_key], f"{p}[{inputs_key}]")
             Y = conv(z[targets_key], f"{p}[{targets_key}]") if targets_key in z else None
     elif p.suffix == ".npy":
         X = conv(np.load(p, allow_pickle=False), str(p))
         Y = None
     else:
-        raise ValueError(f"data file {p} must be .npz or .npy")
+        raise InputError(f"data file {p} must be .npz or .npy")
     if targets is not None:
         tp = _existing(targets, "targets")
         Y = conv(np.load(tp, allow_pickle=False), str(tp))
     if Y is not None and (Y.ndim == 0 or Y.shape[0] != X.shape[0]):
-        raise ValueError(f"{p}: inputs have shape {tuple(X.shape)} but targets have shape {tuple(Y.shape)}")
+        raise DataError(f"{p}: inputs have shape {tuple(X.shape)} but targets have shape {tuple(Y.shape)}")
     return X, Y

@@ -11,6 +11,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .density import SpectralDensity
+from .layers import LayerSpectra
 from .slices import Slice
 
 
@@ -102,4 +103,27 @@ def plot_path(s: Slice) -> Figure:
         ax.axvline(t, color="red", lw=0.8, ls=":")
     ax.set_xlabel("t  (0 = weights, 1 = second checkpoint)")
     ax.set_title("Loss along the linear interpolation")
+    return fig
+
+
+def plot_layers(spectra: LayerSpectra) -> Figure:
+    """Bars per layer: lambda_max, lambda_min and trace of each diagonal Hessian block (trace with ±2 stderr)."""
+    fig = Figure(figsize=(max(6.4, 1.1 * len(spectra.layers) + 2.5), 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(spectra.layers))
+    width = 0.27
+    rows = spectra.layers
+    ax.bar(x - width, [r.lambda_max for r in rows], width, color="tab:blue", label="$\\lambda_{max}(H_{bb})$")
+    ax.bar(x, [r.lambda_min for r in rows], width, color="tab:red", label="$\\lambda_{min}(H_{bb})$")
+    ax.bar(x + width, [r.trace for r in rows], width, yerr=[2 * r.trace_stderr for r in rows], color="tab:green",
+           capsize=3, label="tr $H_{bb}$ (±2 s.e.)")
+    for i in (i for i, r in enumerate(rows) if not r.converged):
+        ax.annotate("not converged", (x[i], 0), ha="center", va="bottom", fontsize="x-small", rotation=90)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(x, [f"{r.name}\n{r.kind}\n{r.size} params" for r in rows], fontsize="small")
+    peak = max([abs(v) for r in rows for v in (r.lambda_max, r.lambda_min, r.trace)] + [1e-12])
+    ax.set_yscale("symlog", linthresh=peak * 1e-4)
+    ax.set_ylabel("curvature")
+    ax.set_title("Per-layer Hessian blocks")
+    ax.legend(fontsize="small")
     return fig

@@ -106,7 +106,7 @@ class Slice:
         values: ``{"loss": array, metric: array}``; shape ``(len(a),)`` or ``(len(a), len(b))``.
         kind: ``"random"``, ``"eigenvector"``, ``"path"`` or ``"custom"``.
         origin_index: Index of the origin (or ``t=0``) on each axis.
-        num_evaluations: Full-data loss evaluations.
+        num_evaluations: Full-data loss evaluations done (points taken from ``known`` excluded).
     """
 
     axes: list[np.ndarray]
@@ -127,6 +127,14 @@ class Slice:
         }
 
 
+def slice_row(s: Slice) -> dict[tuple[float], dict[str, float]]:
+    """The line of a 2-D slice through its origin along the first direction, as ``known`` points of a 1-D slice."""
+    if len(s.axes) != 2:
+        raise ValueError(f"slice_row needs a 2-D slice, got {len(s.axes)}-D")
+    j = s.origin_index[1]
+    return {(float(a),): {k: float(v[i, j]) for k, v in s.values.items()} for i, a in enumerate(s.axes[0])}
+
+
 def _check_direction(op: HessianOperator, d: torch.Tensor, name: str) -> torch.Tensor:
     if not isinstance(d, torch.Tensor):
         d = torch.as_tensor(np.asarray(d))
@@ -143,6 +151,7 @@ def loss_slice(
     origin: torch.Tensor | None = None,
     metrics: Mapping[str, Callable[..., Any]] | None = None,
     kind: str = "custom",
+    known: Mapping[tuple[float, ...], Mapping[str, float]] | None = None,
     progress_bar: bool | None = None,
 ) -> Slice:
     """Evaluate :math:`L(\\theta_0 + \\sum_j a_j d_j)` on the tensor grid of ``axes``.
@@ -154,6 +163,9 @@ def loss_slice(
         origin: :math:`\\theta_0` (default: the model's current parameters).
         metrics: Extra functions ``fn(outputs, targets)`` to average (e.g. :func:`accuracy`).
         kind: Label stored in the result.
+        known: Values already evaluated at the same origin and directions, keyed by grid
+            coordinates (e.g. the origin, or the row of a 2-D slice through it); those points
+            are copied, not evaluated again.
         progress_bar: tqdm bar over grid points (``None``: only on a TTY).
     """
     if len(directions) not in (1, 2) or len(directions) != len(axes):
@@ -164,16 +176,21 @@ def loss_slice(
     shape = tuple(len(a) for a in axes)
     values: dict[str, np.ndarray] = {}
     points = list(np.ndindex(*shape))
+    evaluated = 0
     for idx in progress(points, enabled=progress_bar, total=len(points), desc=f"{len(shape)}-D slice"):
-        theta = theta0.clone()
-        for d, a, i in zip(dirs, axes, idx):
-            if a[i] != 0.0:
-                theta = theta + float(a[i]) * d
-        out = op.evaluate(theta, dict(metrics) if metrics else None)
+        coords = tuple(float(a[i]) for a, i in zip(axes, idx))
+        out = (known or {}).get(coords)
+        if out is None:
+            theta = theta0.clone()
+            for d, a in zip(dirs, coords):
+                if a != 0.0:
+                    theta = theta + a * d
+            out = op.evaluate(theta, dict(metrics) if metrics else None)
+            evaluated += 1
         for k, v in out.items():
             values.setdefault(k, np.full(shape, np.nan))[idx] = v
     origin_index = tuple(int(np.argmin(np.abs(a))) for a in axes)
-    return Slice(axes, values, kind, origin_index, len(points))
+    return Slice(axes, values, kind, origin_index, evaluated)
 
 
 def random_slice(
@@ -185,14 +202,19 @@ def random_slice(
     seed: int | None = 0,
     bias: str = "zero",
     metrics: Mapping[str, Callable[..., Any]] | None = None,
+    known: Mapping[tuple[float, ...], Mapping[str, float]] | None = None,
     progress_bar: bool | None = None,
 ) -> Slice:
-    """1-D or 2-D slice along filter-normalised Gaussian directions (seeds ``seed``, ``seed + 1``)."""
+    """1-D or 2-D slice along filter-normalised Gaussian directions (seeds ``seed``, ``seed + 1``).
+
+    The 1-D slice with seed ``s`` runs along the first direction of the 2-D slice with seed
+    ``s``: pass :func:`slice_row` of the 2-D slice as ``known`` to reuse its points.
+    """
     if dims not in (1, 2):
         raise ValueError(f"dims must be 1 or 2, got {dims!r}")
     grid = symmetric_grid(num_points, span)
     dirs = [filter_normalized_direction(op, seed=(0 if seed is None else seed) + j, bias=bias) for j in range(dims)]
-    out = loss_slice(op, dirs, [grid] * dims, metrics=metrics, kind="random", progress_bar=progress_bar)
+    out = loss_slice(op, dirs, [grid] * dims, metrics=metrics, kind="random", known=known, progress_bar=progress_bar)
     out.info.update({"seed": seed, "bias": bias, "span": span, "normalization": "filter"})
     return out
 
@@ -204,6 +226,7 @@ def eigenvector_slice(
     span: float = 1.0,
     *,
     metrics: Mapping[str, Callable[..., Any]] | None = None,
+    known: Mapping[tuple[float, ...], Mapping[str, float]] | None = None,
     progress_bar: bool | None = None,
 ) -> Slice:
     """Slice along one or two unit Hessian eigenvectors (columns of ``eigenvectors``).
@@ -215,7 +238,7 @@ def eigenvector_slice(
         raise ValueError(f"give 1 or 2 eigenvectors as columns, got shape {tuple(eigenvectors.shape)}")
     grid = symmetric_grid(num_points, span)
     dirs = [V[:, j] for j in range(V.shape[1])]
-    out = loss_slice(op, dirs, [grid] * len(dirs), metrics=metrics, kind="eigenvector", progress_bar=progress_bar)
+    out = loss_slice(op, dirs, [grid] * len(dirs), metrics=metrics, kind="eigenvector", known=known, progress_bar=progress_bar)
     out.info.update({"span": span})
     return out
 
