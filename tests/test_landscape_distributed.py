@@ -73,6 +73,14 @@ def _worker(out: Path, rank: int, port: int) -> None:
         saved[f"{name}.lanczos"] = top.eigenvalues
         saved[f"{name}.lanczos_iterations"] = np.array(top.iterations)
         saved[f"{name}.hutchinson"] = np.array(hutchinson(op, 20, seed=4).value)
+    from surrogates.errors import InputError
+    from surrogates.landscape import DenseSymmetricOperator
+
+    try:
+        DistributedOperator(DenseSymmetricOperator(np.eye(3)))
+        saved["refuses_non_mean"] = np.array(False)
+    except InputError as err:
+        saved["refuses_non_mean"] = np.array("sample_mean" in str(err))
     dist.destroy_process_group()
     np.savez(out / f"rank{rank}.npz", **saved)
 
@@ -110,6 +118,7 @@ def _dense_reference(loss, T):
 
 def test_every_process_gets_the_same_bits(ranks):
     a, b = ranks
+    assert a["refuses_non_mean"] and b["refuses_non_mean"]  # a dense matrix is no mean over rows
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)

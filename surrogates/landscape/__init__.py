@@ -12,10 +12,13 @@ accept any :class:`SymmetricOperator`::
     print(top.eigenvalues, tr.value, rho.trace, H.num_products)
 
 The model is never modified (parameters, ``requires_grad``, ``.grad``, train/eval flags).
+Data sharded across processes (``torch.distributed``, e.g. under Lightning's DDP): wrap each
+process's operator, ``DistributedOperator(HessianOperator(model, loss, shard((X, Y))))``.
 """
 
 from .character import CriticalCharacter, characterize
 from .density import SpectralDensity, spectral_density
+from .distributed import DistributedOperator, shard
 from .example import Example, bundled_example, teacher_classification
 from .exact import dense_matrix, exact_spectrum
 from .lanczos import EigenResult, lanczos, refine
@@ -38,6 +41,8 @@ __all__ = [
     "SymmetricOperator",
     "HessianOperator",
     "DenseSymmetricOperator",
+    "DistributedOperator",
+    "shard",
     "lanczos",
     "refine",
     "EigenResult",

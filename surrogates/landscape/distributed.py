@@ -13,9 +13,11 @@ partitioning the data, of any sizes) and its local operator returns the shard's 
 
 one all-reduce of the weighted local product with its weight appended. The same identity gives
 the loss, the gradient and every metric of :meth:`evaluate`. :class:`DistributedOperator`
-wraps any such operator, so new sample-mean operators need no distributed code of their own.
-Structured approximations whose product is not a mean of per-sample products (KFAC: a
-Kronecker product of two means) must reduce their factors instead.
+wraps any operator that declares ``sample_mean = True`` (as
+:class:`~surrogates.landscape.operator.HessianOperator` does), so
+new sample-mean operators need no distributed code of their own. Structured approximations
+whose product is not a mean of per-sample products (KFAC: a Kronecker product of two means)
+must not declare it; they have to reduce their factors instead.
 
 All processes run the same program (SPMD, as under Lightning's DDP): every call on the operator
 is a collective, so each process must make the same calls in the same order with the same
@@ -78,7 +80,8 @@ class DistributedOperator(SymmetricOperator):
     """A sample-mean operator over all processes' shards, from each process's local operator.
 
     The local operator (e.g. a :class:`~surrogates.landscape.operator.HessianOperator` on this
-    process's shard) must report its shard size as ``num_samples`` after a pass over its data;
+    process's shard) must declare ``sample_mean = True`` and report its shard size as
+    ``num_samples`` after a pass over its data;
     products, :meth:`loss_and_gradient` and :meth:`evaluate` are the row-weighted means over all
     processes (module docstring). Anything else (``fmodel``, ``parameters_vector``,
     ``param_names``, ...) is the local operator's.
@@ -88,17 +91,17 @@ class DistributedOperator(SymmetricOperator):
         group: Process group (``None``: the default group).
 
     Raises:
-        InputError: When ``torch.distributed`` is not initialised, or the processes' operators
-            differ in size or dtype.
+        InputError: When ``torch.distributed`` is not initialised, the operator is not a sample
+            mean, or the processes' operators differ in size or dtype.
     """
 
     def __init__(self, local: SymmetricOperator, group: dist.ProcessGroup | None = None):
         super().__init__()
         _require_initialized("DistributedOperator")
-        if not hasattr(local, "num_samples"):
+        if getattr(local, "sample_mean", False) is not True:
             raise InputError(
-                f"{type(local).__name__} is not a mean over samples (it has no num_samples), so its shards "
-                "cannot be averaged"
+                f"{type(local).__name__} does not declare sample_mean = True (its product is not known to be a "
+                "mean over the data's rows), so its shards cannot be combined by their row counts"
             )
         self.local = local
         self.group = group

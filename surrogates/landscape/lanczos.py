@@ -47,6 +47,7 @@ resolved); the spectral density (:mod:`.density`) is the tool for bulk multiplic
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -301,7 +302,7 @@ def lanczos(
         bounds = np.minimum(res, np.where(gaps > 0, res**2 / gaps, res))
     lower = upper = None
     if v0 is None:
-        lower, upper = _bounds(rec, theta, confidence)
+        lower, upper = _bounds(rec, theta, confidence, eps)
     vecs = None
     if return_eigenvectors:
         vecs = rec.basis @ torch.as_tensor(S, dtype=torch.float64, device=device)
@@ -341,15 +342,21 @@ def _ritz_vectors(alpha: np.ndarray, off: np.ndarray, idx: np.ndarray) -> np.nda
     return S[:, idx]
 
 
-def _bounds(rec: LanczosRecurrence, theta: np.ndarray, confidence: float) -> tuple[float, float]:
-    """Extreme-eigenvalue bounds: the last Krylov block is random in the complement of all earlier ones."""
+def _bounds(rec: LanczosRecurrence, theta: np.ndarray, confidence: float, eps: float) -> tuple[float, float]:
+    """Extreme-eigenvalue bounds: the last Krylov block is random in the complement of all earlier ones.
+
+    Widened by a rounding allowance :math:`10\\,\\varepsilon\\sqrt m\\max|\\theta|`: the bounds are
+    exact for the operator the products applied, which differs from :math:`H` by its rounding.
+    """
+    rounding = 10.0 * eps * math.sqrt(rec.m) * float(np.max(np.abs(theta)))
     first = rec.block_starts[-1]
     if first == rec.m:  # the recurrence ended exactly at an invariant subspace
-        return float(theta[0]), float(theta[-1])
-    lower, upper = extreme_eigenvalue_bounds(rec.alpha[first:], rec.beta[first:], rec.dimension - first, confidence)
-    if first > 0:  # earlier blocks are invariant subspaces: their Ritz values are eigenvalues
-        lower, upper = min(lower, float(theta[0])), max(upper, float(theta[-1]))
-    return lower, upper
+        lower, upper = float(theta[0]), float(theta[-1])
+    else:
+        lower, upper = extreme_eigenvalue_bounds(rec.alpha[first:], rec.beta[first:], rec.dimension - first, confidence)
+        if first > 0:  # earlier blocks are invariant subspaces: their Ritz values are eigenvalues
+            lower, upper = min(lower, float(theta[0])), max(upper, float(theta[-1]))
+    return lower - rounding, upper + rounding
 
 
 def refine(op: SymmetricOperator, result: EigenResult, *, label: str | None = None) -> EigenResult:
