@@ -22,15 +22,23 @@ own ``eigenvalues()`` and damped ``inverse(damping)``)::
 The model is never modified (parameters, ``requires_grad``, ``.grad``, train/eval flags).
 :func:`layer_spectra` gives the same per layer; :class:`CurvatureMonitor` (a Lightning callback,
 imported on first use so that this package loads without Lightning) logs them while training.
+Data sharded across processes (``torch.distributed``, e.g. under Lightning's DDP): wrap each
+process's operator, ``DistributedOperator(HessianOperator(model, loss, shard((X, Y))))``.
 """
 
 from .character import CriticalCharacter, characterize
 from .density import SpectralDensity, spectral_density
+from .distributed import DistributedOperator, shard
 from .exact import dense_matrix, exact_spectrum
 from .example import Example, bundled_example, teacher_classification
 from .fisher import FisherOperator
 from .ggn import GGNOperator
-from .kfac import EigenvalueComparison, KFACInverseOperator, KFACOperator, compare_top_eigenvalues
+from .kfac import (
+    EigenvalueComparison,
+    KFACInverseOperator,
+    KFACOperator,
+    compare_top_eigenvalues,
+)
 from .lanczos import EigenResult, lanczos, refine
 from .layers import LayerSpectra, LayerSpectrum, layer_spectra
 from .loading import (
@@ -40,7 +48,12 @@ from .loading import (
     load_state_dict,
     load_surrogate,
 )
-from .operator import DenseSymmetricOperator, HessianOperator, LossCurvatureOperator, SymmetricOperator
+from .operator import (
+    DenseSymmetricOperator,
+    HessianOperator,
+    LossCurvatureOperator,
+    SymmetricOperator,
+)
 from .slices import (
     Slice,
     accuracy,
@@ -65,6 +78,8 @@ __all__ = [
     "compare_top_eigenvalues",
     "EigenvalueComparison",
     "DenseSymmetricOperator",
+    "DistributedOperator",
+    "shard",
     "lanczos",
     "refine",
     "EigenResult",

@@ -14,12 +14,24 @@ sphere estimates the density of states :math:`\\rho(\\lambda) = \\frac1n\\sum_j 
 :math:`1/n` at each :math:`\\theta^Q_i` and run the probes in the complement
 (:math:`u \\perp Q`) for the remaining mass :math:`(n-k)/n`. Since
 :math:`\\operatorname{tr} H = \\operatorname{tr}(Q^\\top H Q) + \\operatorname{tr}(P H P)` exactly
-(:math:`P = I - QQ^\\top`), the density's implied trace
+(:math:`P = I - QQ^\\top`), the density's implied trace, with raw probes :math:`z_p`, unit probes
+:math:`u_p = Pz_p/\\lVert Pz_p\\rVert` and weights :math:`c_p = \\lVert Pz_p\\rVert^2`,
 
 .. math:: n\\!\\int\\!\\lambda\\,\\rho(\\lambda)\\,d\\lambda
-          = \\sum_i \\theta^Q_i + (n-k)\\,\\frac1P\\sum_p u_p^\\top H u_p
+          = \\sum_i \\theta^Q_i + (n-k)\\,\\frac{\\sum_p c_p\\, u_p^\\top H u_p}{\\sum_p c_p}
 
-is an unbiased trace estimate whose variance no longer carries the outliers.
+is a trace estimate whose variance no longer carries the outliers (the bulk part is the ratio
+estimator of :func:`spectral_density`).
+
+*Standard error.* With :math:`y_p = z_p^\\top PHP z_p = c_p\\, u_p^\\top H u_p` the bulk
+trace is :math:`(n-k)\\,\\bar y/\\bar c`; to first order its error is
+:math:`\\frac{n-k}{\\bar c}\\cdot\\frac1P\\sum_p z_p^\\top B z_p` with :math:`B = PHP - rP`,
+:math:`r = \\bar y / \\bar c`. Its variance uses the closed form of
+:class:`~surrogates.landscape.trace.QuadraticFormVariance` on :math:`B`, fed with
+:math:`PHPz_p = \\lVert P z_p\\rVert(\\alpha_1 q_1 + \\beta_1 q_2)` (the first Lanczos product,
+rebuilt from the basis without another product) and :math:`Pz_p`. The deflated part is exact
+given :math:`Q`, and, as for Hutch++, the randomness of :math:`Q` adds no variance; a rounding
+allowance :math:`\\varepsilon\\sqrt n\\sum_i|\\theta^Q_i|` for it is added in quadrature.
 """
 
 from __future__ import annotations
@@ -31,10 +43,12 @@ import numpy as np
 import torch
 from scipy.linalg import eigh_tridiagonal
 
+from ..errors import InputError
 from ._util import make_generator, progress
-from .lanczos import EigenResult, _orthogonalize, lanczos_tridiagonal
+from .krylov import LanczosRecurrence, orthogonalize
+from .lanczos import EigenResult
 from .operator import SymmetricOperator
-from .trace import probes
+from .trace import QuadraticFormVariance, probes
 
 
 @dataclass
@@ -88,7 +102,7 @@ class SpectralDensity:
         if sigma is None:
             sigma = 0.01 * max(hi - lo, 1e-12)
         if sigma <= 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
+            raise InputError(f"sigma must be positive, got {sigma}")
         g = np.asarray(grid, dtype=np.float64)[:, None]
         return (weights * np.exp(-0.5 * ((g - nodes) / sigma) ** 2)).sum(1) / (sigma * np.sqrt(2 * np.pi))
 
@@ -153,9 +167,9 @@ def spectral_density(
         A :class:`SpectralDensity` whose ``trace`` is the implied trace with its standard error.
     """
     if not isinstance(num_probes, int) or num_probes < 1:
-        raise ValueError(f"num_probes must be a positive int, got {num_probes!r}")
+        raise InputError(f"num_probes must be a positive int, got {num_probes!r}")
     if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+        raise InputError(f"num_steps must be a positive int, got {num_steps!r}")
     n = op.shape[0]
     Qd = None
     deflated = np.zeros(0)
@@ -166,40 +180,45 @@ def spectral_density(
             elif deflate.eigenvectors is not None:
                 deflated, Qd = deflate.eigenvalues, deflate.eigenvectors
             else:
-                raise ValueError("deflate needs an EigenResult with eigenvectors or keep_basis=True")
+                raise InputError("deflate needs an EigenResult with eigenvectors or keep_basis=True")
         else:
             deflated, Qd = np.asarray(deflate[0], dtype=np.float64), deflate[1]
         Qd = Qd.to(op.device, torch.float64).T.contiguous().T  # column-major: fast projections
         if Qd.ndim != 2 or Qd.shape[0] != n or Qd.shape[1] != len(deflated):
-            raise ValueError(f"deflation vectors must have shape ({n}, {len(deflated)}), got {tuple(Qd.shape)}")
+            raise InputError(f"deflation vectors must have shape ({n}, {len(deflated)}), got {tuple(Qd.shape)}")
         if Qd.shape[1] >= n:
-            raise ValueError("cannot deflate the whole space")
+            raise InputError("cannot deflate the whole space")
     k = len(deflated)
     gen = make_generator(seed)
     start = op.num_products
     nodes, weights, quad, norms = [], [], [], []
+    spread = QuadraticFormVariance(n, distribution)
     for _ in progress(range(num_probes), enabled=progress_bar, total=num_probes, desc="SLQ probes"):
         z = probes(n, 1, gen, distribution)[:, 0].to(op.device)
-        if Qd is not None:
-            z = _orthogonalize(z, Qd)
-        norms.append(float(z @ z))
-        alpha, beta, m = lanczos_tridiagonal(op, z, num_steps, deflate=Qd)
+        Pz = orthogonalize(z, Qd) if Qd is not None else z
+        rec = LanczosRecurrence(op, num_steps, Pz, deflate=Qd)
+        while rec.step():
+            pass
+        alpha, beta, m = rec.alpha, rec.beta, rec.m
         if m > 1:
-            theta, S = eigh_tridiagonal(alpha, beta)
+            theta, S = eigh_tridiagonal(alpha, beta[: m - 1])
         else:
             theta, S = alpha.copy(), np.ones((1, 1))
         tau2 = S[0, :] ** 2
         nodes.append(theta)
         weights.append(tau2 / tau2.sum())
         quad.append(alpha[0])  # u^T H u: the first Lanczos coefficient
+        c = float(Pz @ Pz)
+        norms.append(c)
+        # P H P z = |Pz| (alpha_1 q_1 + beta_1 q_2): the first product, rebuilt from the basis
+        Az = alpha[0] * rec.basis[:, 0] + (beta[0] * rec.basis[:, 1] if m > 1 else 0.0)
+        spread.add(z, np.sqrt(c) * Az, Pz)
     c = np.asarray(norms)
-    t = (n - k) * np.asarray(quad)
-    ratio = float(np.sum(c * t) / np.sum(c))
-    trace = float(np.sum(deflated) + ratio)
-    if len(c) > 1:
-        stderr = float(np.std(c * (t - ratio), ddof=1) / np.mean(c) / np.sqrt(len(c)))
-    else:
-        stderr = float("inf")
+    y = c * np.asarray(quad)  # z^T P H P z
+    ratio = float(np.sum(y) / np.sum(c))
+    trace = float(np.sum(deflated) + (n - k) * ratio)
+    rounding = float(torch.finfo(op.dtype).eps) * np.sqrt(n) * float(np.sum(np.abs(deflated)))
+    stderr = float(np.hypot((n - k) / np.mean(c) * np.sqrt(spread.variance(ratio) / len(c)), rounding))
     return SpectralDensity(
         n, nodes, weights, np.asarray(deflated, dtype=np.float64), trace, stderr, op.num_products - start, c / c.sum()
     )

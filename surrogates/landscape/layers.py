@@ -51,7 +51,8 @@ from torch import nn
 from surrogates.errors import InputError
 
 from ._util import make_generator, progress
-from .lanczos import _orthogonalize, lanczos
+from .krylov import orthogonalize
+from .lanczos import lanczos
 from .operator import HessianOperator
 from .parametrized import select_parameters
 from .trace import probes
@@ -322,7 +323,7 @@ def layer_spectra(
         z = probes(full.n, 1, gen)[:, 0].to(full.device)
         u = torch.zeros_like(z)
         for block in found:
-            u[block.index] = _orthogonalize(z[block.index], block.basis.to(z.device))
+            u[block.index] = orthogonalize(z[block.index], block.basis.to(z.device))
         w = (full @ u).to(torch.float64)
         for b, block in enumerate(found):
             samples[p, b] = float(u[block.index] @ w[block.index])

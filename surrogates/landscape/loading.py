@@ -104,7 +104,9 @@ def load_surrogate(path: str | os.PathLike) -> nn.Module:
     p = Path(path).expanduser()
     if not p.exists():
         raise FileNotFoundError(f"surrogate checkpoint file not found: {p}")
-    from surrogates.surrogate import load  # safetensors and the MLP only when a surrogate is asked for
+    from surrogates.surrogate import (
+        load,  # safetensors and the MLP only when a surrogate is asked for
+    )
 
     return load(p).model
 

@@ -191,6 +191,10 @@ class LossCurvatureOperator(SymmetricOperator):
         num_samples: ``N``, known after the first pass.
     """
 
+    #: the product is a mean over the data's rows, so shards combine by their row counts
+    #: (:class:`~surrogates.landscape.distributed.DistributedOperator`)
+    sample_mean = True
+
     def __init__(
         self,
         model: nn.Module,
