@@ -13,7 +13,6 @@ A piped or redirected log never gets it. The line is removed when the fit ends (
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
 import lightning as L
@@ -37,6 +36,9 @@ def watched_stderr() -> bool:
 class FitProgress(L.Callback):
     """A tqdm bar of epochs on stderr for a long fit that someone is watching (module docstring).
 
+    The bar exists from the fit's start, so its elapsed time, rate and remaining time count
+    the whole fit, but tqdm draws nothing before ``delay`` seconds (``tqdm(delay=…)``).
+
     Args:
         description: The bar's label (``"fit"``, ``"fit member 2/4"``).
         after_seconds: Seconds before the bar may appear (default :data:`SHOW_AFTER_SECONDS`,
@@ -47,27 +49,22 @@ class FitProgress(L.Callback):
         self.description = description
         self.after_seconds = after_seconds
         self._bar: Any = None
-        self._started = 0.0
-        self._after = 0.0
-        self._watched = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._started = time.perf_counter()
-        self._after = SHOW_AFTER_SECONDS if self.after_seconds is None else float(self.after_seconds)
-        self._watched = trainer.is_global_zero and watched_stderr()
+        if not (trainer.is_global_zero and watched_stderr()):
+            return
+        from tqdm import tqdm
+
+        epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+        self._bar = tqdm(
+            total=epochs, initial=trainer.current_epoch, desc=self.description, unit="epoch", file=sys.stderr,
+            leave=False, dynamic_ncols=True,
+            delay=SHOW_AFTER_SECONDS if self.after_seconds is None else float(self.after_seconds),
+        )
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not self._watched:
-            return
-        done = trainer.current_epoch + 1  # the counter moves on after this hook
-        if self._bar is None:
-            if time.perf_counter() - self._started < self._after:
-                return
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None,
-                             desc=self.description, unit="epoch", file=sys.stderr, leave=False, dynamic_ncols=True)
-        self._bar.update(done - self._bar.n)
+        if self._bar is not None:
+            self._bar.update(trainer.current_epoch + 1 - self._bar.n)  # the counter moves on after this hook
 
     def _close(self) -> None:
         if self._bar is not None:
