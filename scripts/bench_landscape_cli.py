@@ -13,16 +13,19 @@ Configurations, each a fresh ``python -m surrogates.cli.landscape`` process with
 * ``before + allocator``: the same, with glibc told to keep freed memory
   (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``, what ``keep_freed_memory`` sets), to
   separate the allocator's share from the configuration's;
-* ``after``: this tree, its default config.
+* ``after``: this tree, its default config;
+* ``after, old slice grids``: the same with the baseline's slice grids (21 x 21 and 41 points
+  instead of 15 x 15 and 29), the price of keeping them.
 
 Repetition ``r`` runs every configuration with ``seed=r`` (interleaved, so load drifts hit all
 alike); times are medians over repetitions, wall clock and the child's CPU time (user + sys,
 the fair measure on a shared machine). Each run's ``landscape.json`` gives per-stage times and
 products. "Same figures" is checked number by number against ``before`` with the same seed:
-eigenvalues (relative difference), trace (difference in units of the two standard errors), and
-the density plot (the total-variation distance between the broadened densities on one grid,
+eigenvalues (relative difference), trace (difference in units of the two standard errors), the
+density plot (the total-variation distance between the broadened densities on one grid,
 compared with the distance between ``before`` runs of different seeds: the old figure's own
-noise).
+noise) and the slices (relative difference of the losses, on the before grid's surface
+interpolated by cubic splines where the grids differ).
 
     python scripts/bench_landscape_cli.py --reps 3      # writes scripts/results/bench_landscape_cli.{txt,json}
 """
@@ -102,8 +105,8 @@ def run_cli(tree: Path, overrides: list[str], out: Path, env_extra: dict[str, st
     if done.returncode != 0:
         raise RuntimeError(f"CLI failed ({tree}):\n{done.stderr[-3000:]}")
     summary = json.loads((out / "landscape.json").read_text())
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": wall, "cpu_s": cpu, "summary": summary}
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    return {"wall_s": wall, "cpu_s": user + system, "user_s": user, "sys_s": system, "summary": summary}
 
 
 def density_on(summary: dict[str, Any], grid: np.ndarray, sigma: float) -> np.ndarray:
@@ -130,11 +133,8 @@ def compare(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     ta, tb = after["trace"], before["trace"]
     top = np.abs(np.subtract(sa["top"], sb["top"])) / np.abs(sb["top"])
     bottom = np.abs(np.subtract(sa["bottom"], sb["bottom"])) / np.abs(sb["bottom"])
-    slices = {
-        name: float(np.max(np.abs(np.subtract(after["slices"][name]["loss"], before["slices"][name]["loss"])))
-                    / np.max(np.abs(before["slices"][name]["loss"])))
-        for name in ("random_1d", "random_2d", "eigenvector_1d")
-    }
+    slices = {name: slice_difference(after["slices"][name], before["slices"][name])
+              for name in ("random_1d", "random_2d", "eigenvector_1d")}
     return {
         "slices_rel_diff_max": slices,
         "top_rel_diff_max": float(top.max()),
@@ -142,6 +142,24 @@ def compare(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
         "trace_diff_in_sigma": abs(ta["value"] - tb["value"]) / float(np.hypot(ta["stderr"], tb["stderr"])),
         "density_tv_distance": density_distance(after, before),
     }
+
+
+def slice_difference(new: dict[str, Any], old: dict[str, Any]) -> float:
+    """Max relative difference of ``new``'s losses from ``old``'s surface at ``new``'s grid points.
+
+    Equal grids compare point by point; otherwise ``old`` is interpolated by cubic splines
+    (the figures draw the surface between grid points too), so the number bounds how far the
+    new figure's surface is from the old one.
+    """
+    from scipy.interpolate import RegularGridInterpolator
+
+    a, b = np.asarray(new["loss"]), np.asarray(old["loss"])
+    if [len(x) for x in new["axes"]] == [len(x) for x in old["axes"]]:
+        return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+    old_axes = [np.asarray(x) for x in old["axes"]]
+    points = np.stack(np.meshgrid(*[np.asarray(x) for x in new["axes"]], indexing="ij"), axis=-1)
+    surface = RegularGridInterpolator(old_axes, b, method="cubic")(points.reshape(-1, len(old_axes))).reshape(a.shape)
+    return float(np.max(np.abs(a - surface)) / np.max(np.abs(b)))
 
 
 def stage_table(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
@@ -169,6 +187,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--work", default="/tmp/bench_landscape_cli", help="scratch folder (trees, network, run folders)")
     ap.add_argument("--out", default=str(ROOT / "scripts" / "results" / "bench_landscape_cli"), help="output stem (.txt, .json)")
     ap.add_argument("--train-steps", type=int, default=150, help="Adam steps of the digits CNN (default 150)")
+    ap.add_argument("--old-slice-grids", type=int, nargs=2, default=(41, 21), metavar=("POINTS_1D", "POINTS_2D"),
+                    help="the baseline's slice grids, for the 'after, old slice grids' runs (default 41 21)")
     ap.add_argument("--overrides", nargs="*", default=[],
                     help="extra CLI overrides for every run, keys both trees know (e.g. a quick smoke run)")
     args = ap.parse_args(argv)
@@ -182,20 +202,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "before": (export_tree(args.baseline, work), {}),
         "before + allocator": (export_tree(args.baseline, work), KEEP_FREED),
         "after": (ROOT, {}),
+        "after, old slice grids": (ROOT, {}),
     }
+    points_1d, points_2d = args.old_slice_grids
+    extra = {"after, old slice grids": [f"slices.points_1d={points_1d}", f"slices.points_2d={points_2d}"]}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
     loads = []
     for rep in range(args.reps):
         for name, (tree, env) in configs.items():
-            out = work / "runs" / f"{name.replace(' ', '').replace('+', '_')}-seed{rep}"
+            out = work / "runs" / f"{''.join(c if c.isalnum() else '_' for c in name)}-seed{rep}"
             loads.append(os.getloadavg()[0])
-            r = run_cli(tree, [*network, f"seed={rep}"], out, env)
+            r = run_cli(tree, [*network, f"seed={rep}", *extra.get(name, [])], out, env)
             loads.append(os.getloadavg()[0])
             runs[name].append(r)
             print(f"seed {rep} {name:<20} wall {r['wall_s']:6.1f} s  cpu {r['cpu_s']:6.1f} s  "
                   f"products {r['summary']['hvp_counts']}", flush=True)
 
-    med = {name: {k: statistics.median(r[k] for r in reps) for k in ("wall_s", "cpu_s")} for name, reps in runs.items()}
+    med = {name: {k: statistics.median(r[k] for r in reps) for k in ("wall_s", "cpu_s", "user_s", "sys_s")}
+           for name, reps in runs.items()}
     base = med["before"]
     lines = [
         (f"surrogates-landscape default run, digits CNN ({info['num_params']} parameters, {info['n_samples']} samples, "
@@ -204,15 +228,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         (f"machine: {platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}; load average "
          f"(1 min) during the runs {min(loads):.1f}-{max(loads):.1f}: wall clock counts other users' jobs, cpu s does not"),
         "",
-        f"{'configuration':<22}{'wall s':>9}{'cpu s':>9}{'speed-up (cpu)':>16}{'products':>10}",
+        f"{'configuration':<24}{'wall s':>9}{'cpu s':>9}{'(user':>8}{'sys)':>7}{'speed-up (cpu)':>16}{'products':>10}{'evaluations':>13}",
     ]
     for name, m in med.items():
-        hv = runs[name][0]["summary"]["hvp_counts"]
-        products = sum(v for k, v in hv.items() if k != "exact")
-        lines.append(f"{name:<22}{m['wall_s']:>9.1f}{m['cpu_s']:>9.1f}{base['cpu_s'] / m['cpu_s']:>15.2f}x{products:>10d}")
+        summary = runs[name][0]["summary"]
+        products = sum(v for k, v in summary["hvp_counts"].items() if k != "exact")
+        evaluations = sum(v["num_evaluations"] for v in summary["slices"].values())
+        lines.append(f"{name:<24}{m['wall_s']:>9.1f}{m['cpu_s']:>9.1f}{m['user_s']:>8.1f}{m['sys_s']:>7.1f}"
+                     f"{base['cpu_s'] / m['cpu_s']:>15.2f}x{products:>10d}{evaluations:>13d}")
     lines += ["", *stage_table(runs), ""]
 
     checks = [compare(a["summary"], b["summary"]) for a, b in zip(runs["after"], runs["before"])]
+    same_grids = [compare(a["summary"], b["summary"])["slices_rel_diff_max"]
+                  for a, b in zip(runs["after, old slice grids"], runs["before"])]
     noise = [density_distance(a["summary"], b["summary"]) for a, b in combinations(runs["before"], 2)]
     noise_after = [density_distance(a["summary"], b["summary"]) for a, b in combinations(runs["after"], 2)]
     worst = {k: max(c[k] for c in checks) for k in checks[0] if k != "slices_rel_diff_max"}
@@ -222,8 +250,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"  top-k eigenvalues: max relative difference {worst['top_rel_diff_max']:.1e}",
         f"  bottom-k eigenvalues: max relative difference {worst['bottom_rel_diff_max']:.1e}",
         f"  trace: difference {worst['trace_diff_in_sigma']:.2f} combined standard errors",
-        ("  slices (same grids and directions): max relative loss difference "
+        ("  slices (same directions; before's surface interpolated onto the new grids): max relative loss difference "
          + ", ".join(f"{name} {v:.1e}" for name, v in slices.items())),
+        ("  slices with the old grids (after, old slice grids vs before, point by point): "
+         + ", ".join(f"{name} {max(c[name] for c in same_grids):.1e}" for name in same_grids[0])),
         (f"  density figure: total-variation distance {worst['density_tv_distance']:.4f}; before vs before across "
          f"seeds {max(noise):.4f}, after vs after across seeds {max(noise_after):.4f}"),
     ]
@@ -236,7 +266,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "network": info, "baseline": args.baseline, "reps": args.reps, "threads": 1,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version()},
         "medians": med, "checks": checks, "load_average_1min": loads, "density_noise_before": noise, "density_noise_after": noise_after,
-        "runs": {name: [{"wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "timings_s": r["summary"]["timings_s"],
+        "slices_old_grids": same_grids,
+        "runs": {name: [{"wall_s": r["wall_s"], "cpu_s": r["cpu_s"], "user_s": r["user_s"], "sys_s": r["sys_s"],
+                         "timings_s": r["summary"]["timings_s"],
                          "hvp_counts": r["summary"]["hvp_counts"], "trace": r["summary"]["trace"],
                          "top": r["summary"]["spectrum"]["top"], "bottom": r["summary"]["spectrum"]["bottom"]}
                         for r in reps] for name, reps in runs.items()},

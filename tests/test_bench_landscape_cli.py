@@ -18,16 +18,16 @@ def test_bench_runs_before_and_after_and_writes_its_table(tmp_path):
     bench = load_script("bench_landscape_cli")
     out = tmp_path / "bench"
     result = bench.main(["--reps", "2", "--work", str(tmp_path / "work"), "--out", str(out), "--train-steps", "2",
-                         "--overrides", *QUICK])
-    assert set(result["medians"]) == {"before", "before + allocator", "after"}
+                         "--old-slice-grids", "5", "3", "--overrides", *QUICK])
+    assert set(result["medians"]) == {"before", "before + allocator", "after", "after, old slice grids"}
     for name, runs in result["runs"].items():
         assert len(runs) == 2 and all(r["cpu_s"] > 0 for r in runs), name
         assert all(r["hvp_counts"]["spectrum"] <= 8 for r in runs)
     assert result["runs"]["before"][0]["trace"]["method"] == "hutch++"
     assert result["runs"]["after"][0]["trace"]["method"] == "Krylov-deflated Hutchinson"
     # same seed, same grids and directions: the slices agree to float32 rounding
-    for check in result["checks"]:
-        assert max(check["slices_rel_diff_max"].values()) < 1e-5
+    for check in [c["slices_rel_diff_max"] for c in result["checks"]] + result["slices_old_grids"]:
+        assert max(check.values()) < 1e-5
     text = (tmp_path / "bench.txt").read_text()
     assert "speed-up (cpu)" in text and "after vs before" in text
     assert json.loads((tmp_path / "bench.json").read_text())["reps"] == 2
