@@ -21,6 +21,7 @@ import torch
 
 from surrogates.cli import query as query_cli
 from surrogates.cli import train as train_cli
+from surrogates.errors import InputError
 from surrogates.model import MLP
 from surrogates.surrogate import Surrogate
 
@@ -480,3 +481,17 @@ if __name__ == "__main__":  # the case → message table for the issue's closing
             text = " ⏎ ".join(line.strip() for line in err.strip().splitlines() if line.strip())
             rows.append(f"| {case.__name__} | {command} | {code} | {text.replace(scratch, '…')} |")
     print("| case | command | exit | message |\n|---|---|---|---|\n" + "\n".join(rows))
+
+
+def test_a_bug_keeps_its_traceback_and_a_users_mistake_is_one_line(capsys):
+    """A ValueError from numpy/torch code is a bug, not a user error: the commands re-raise it."""
+    from surrogates.cli.common import reported_errors
+
+    with pytest.raises(ValueError, match="a bug in array code"):
+        with reported_errors():
+            raise ValueError("a bug in array code")
+    with pytest.raises(SystemExit) as exited:
+        with reported_errors():
+            raise InputError("model.width must be positive, got -3")
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == "error: model.width must be positive, got -3\n"

@@ -31,9 +31,9 @@ from surrogates.fitting.train import run_folder_of, summary_headline, train
 from surrogates.io import check_output_folder
 from surrogates.surrogate import Surrogate
 
-USER_ERRORS = (
-    SurrogatesError, ValueError, FileNotFoundError, InstantiationException, OmegaConfBaseException,
-)
+#: What a user's input can cause. Not bare ValueError: raised from numpy or torch it is a bug,
+#: and keeps its traceback.
+USER_ERRORS = (SurrogatesError, FileNotFoundError, InstantiationException, OmegaConfBaseException)
 
 
 @contextmanager

@@ -26,6 +26,7 @@ from surrogates.critical.plots import plot_basins_2d, write_figures
 from surrogates.critical.refine import refine_critical_points
 from surrogates.critical.report import CriticalPointReport
 from surrogates.critical.search import find_critical_points
+from surrogates.errors import InputError
 from surrogates.fitting.functions import FUNCTIONS, get_function
 from surrogates.fitting.train import SURROGATE_FILE
 from surrogates.io import output_folder, write_json, write_with
@@ -63,7 +64,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     surrogate = load_or_train(cfg.checkpoint, output_dir, overrides)
     checkpoint = str(cfg.checkpoint or output_dir / "train" / SURROGATE_FILE)
     if surrogate.out_dim != 1:
-        raise ValueError(f"critical points need a scalar surrogate; {checkpoint} has {surrogate.out_dim} outputs")
+        raise InputError(f"critical points need a scalar surrogate; {checkpoint} has {surrogate.out_dim} outputs")
     settings = OmegaConf.to_container(cfg.search, resolve=True)
     points: CriticalPointReport = find_critical_points(surrogate.model, surrogate.lower, surrogate.upper, **settings)
     files = {"json": output_dir / JSON_FILE, "csv": output_dir / CSV_FILE}

@@ -14,7 +14,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from surrogates.cli.common import load_or_train, reported_errors, set_threads
-from surrogates.cli.integrals import format_integral, integral_summary, region_from_config
+from surrogates.cli.integrals import (
+    format_integral,
+    integral_summary,
+    region_from_config,
+)
 from surrogates.console import report, show_progress_bar, warn
 from surrogates.errors import InputError
 from surrogates.fitting.files import read_points
@@ -52,7 +56,7 @@ def _csv_columns(surrogate, X: np.ndarray, results: dict[str, np.ndarray]) -> tu
         elif quantity == "curl":  # entry [i, j] = ∂_i f_j − ∂_j f_i
             names += [f"d{oj}/d{xi}-d{oi}/d{xj}" for xi, oi in zip(inputs, outputs) for xj, oj in zip(inputs, outputs)]
         else:
-            raise ValueError(f"no CSV columns defined for quantity {quantity!r}")
+            raise InputError(f"no CSV columns defined for quantity {quantity!r}")
         columns.append(array.reshape(len(X), -1))
     if sum(c.shape[1] for c in columns) != len(names):
         raise RuntimeError(f"{len(names)} CSV column names for {sum(c.shape[1] for c in columns)} columns")

@@ -243,7 +243,7 @@ def plot_basins_2d(
     from matplotlib.patches import Patch
 
     if len(report.lower) != 2:
-        raise ValueError(f"plot_basins_2d needs a 2-D function, the report has d = {len(report.lower)}")
+        raise InputError(f"plot_basins_2d needs a 2-D function, the report has d = {len(report.lower)}")
     fn = _torch_callable(f)
     lower, upper = report.lower, report.upper
     on_grid = report

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from ..errors import InputError
+
 T = TypeVar("T")
 
 
@@ -74,7 +76,7 @@ def module_mode(module: nn.Module, mode: str) -> Iterator[None]:
         mode: ``"eval"``, ``"train"`` or ``"keep"`` (leave as is).
     """
     if mode not in ("eval", "train", "keep"):
-        raise ValueError(f"mode must be 'eval', 'train' or 'keep', got {mode!r}")
+        raise InputError(f"mode must be 'eval', 'train' or 'keep', got {mode!r}")
     if mode == "keep":
         yield
         return

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+
 
 @dataclass
 class CriticalCharacter:
@@ -66,11 +68,11 @@ def characterize(
     """
     ev = np.asarray(eigenvalues, dtype=np.float64).ravel()
     if ev.size == 0:
-        raise ValueError("characterize needs at least one eigenvalue")
+        raise InputError("characterize needs at least one eigenvalue")
     if not np.isfinite(gradient_norm) or gradient_norm < 0:
-        raise ValueError(f"gradient_norm must be a finite non-negative number, got {gradient_norm}")
+        raise InputError(f"gradient_norm must be a finite non-negative number, got {gradient_norm}")
     if grad_tol <= 0 or neg_tol <= 0:
-        raise ValueError(f"tolerances must be positive, got grad_tol={grad_tol}, neg_tol={neg_tol}")
+        raise InputError(f"tolerances must be positive, got grad_tol={grad_tol}, neg_tol={neg_tol}")
     lmax, lmin = float(ev.max()), float(ev.min())
     scale = max(abs(lmax), abs(lmin))
     threshold = -neg_tol * scale

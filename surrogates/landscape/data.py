@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import InputError
+
 Batch = tuple[Any, Any]
 
 
@@ -37,7 +39,7 @@ def batch_size_of(inputs: Any) -> int:
     """Number of samples in a batch of inputs (a tensor, or a tuple/list whose first item is one)."""
     first = inputs[0] if isinstance(inputs, (tuple, list)) else inputs
     if not isinstance(first, torch.Tensor) or first.ndim == 0:
-        raise ValueError(
+        raise InputError(
             f"batch inputs must be a tensor with a leading batch dimension (or a tuple of them), got "
             f"{type(first).__name__} with shape {tuple(getattr(first, 'shape', ()))}"
         )
@@ -50,13 +52,13 @@ def split_batch(batch: Any) -> Batch:
         for xk, yk in (("x", "y"), ("inputs", "targets"), ("input", "target")):
             if xk in batch:
                 return batch[xk], batch.get(yk)
-        raise ValueError(f"a dict batch needs keys 'x'/'y' or 'inputs'/'targets'; got keys {sorted(batch)}")
+        raise InputError(f"a dict batch needs keys 'x'/'y' or 'inputs'/'targets'; got keys {sorted(batch)}")
     if isinstance(batch, (tuple, list)):
         if len(batch) == 2:
             return batch[0], batch[1]
         if len(batch) == 1:
             return batch[0], None
-        raise ValueError(f"a batch must be (inputs, targets); got a {type(batch).__name__} of length {len(batch)}")
+        raise InputError(f"a batch must be (inputs, targets); got a {type(batch).__name__} of length {len(batch)}")
     if isinstance(batch, torch.Tensor):
         return batch, None
     raise TypeError(f"cannot read a batch of type {type(batch).__name__}; expected (inputs, targets)")
@@ -68,7 +70,7 @@ def check_batch(inputs: Any, targets: Any, index: int) -> int:
     if targets is not None and isinstance(targets, torch.Tensor):
         if targets.ndim == 0 or targets.shape[0] != n:
             first = inputs[0] if isinstance(inputs, (tuple, list)) else inputs
-            raise ValueError(
+            raise InputError(
                 f"batch {index}: inputs have shape {tuple(first.shape)} but targets have shape "
                 f"{tuple(targets.shape)}; both need the same number of samples along dimension 0"
             )
@@ -93,7 +95,7 @@ class BatchSource:
 
     def __init__(self, data: Any, batch_size: int | None = None):
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+            raise InputError(f"batch_size must be a positive int or None, got {batch_size!r}")
         self._loader: Iterable | None = None
         self._batches: list[Batch] | None = None
         if isinstance(data, DataLoader):
@@ -105,14 +107,14 @@ class BatchSource:
             X = _as_tensor(data[0], "inputs X")
             Y = None if data[1] is None else _as_tensor(data[1], "targets Y")
             if X.ndim == 0:
-                raise ValueError("inputs X must have a leading sample dimension; got a 0-d array")
+                raise InputError("inputs X must have a leading sample dimension; got a 0-d array")
             if Y is not None and (Y.ndim == 0 or Y.shape[0] != X.shape[0]):
-                raise ValueError(
+                raise InputError(
                     f"inputs X have shape {tuple(X.shape)} but targets Y have shape {tuple(Y.shape)}; "
                     "they need the same number of samples along dimension 0"
                 )
             if X.shape[0] == 0:
-                raise ValueError("the data set is empty (0 samples)")
+                raise InputError("the data set is empty (0 samples)")
             size = batch_size or X.shape[0]
             self._batches = [
                 (X[i : i + size], None if Y is None else Y[i : i + size]) for i in range(0, X.shape[0], size)
@@ -138,7 +140,7 @@ class BatchSource:
             count += 1
             yield x, y
         if count == 0:
-            raise ValueError("the data loader yielded no batches")
+            raise InputError("the data loader yielded no batches")
 
     @property
     def is_in_memory(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ._util import progress
 from .operator import SymmetricOperator
 
@@ -33,7 +34,7 @@ def dense_matrix(
     """
     n = op.shape[0]
     if n > max_size:
-        raise ValueError(
+        raise InputError(
             f"the operator has n={n} rows, more than max_size={max_size}; a dense matrix would need "
             f"{8 * n * n / 1e9:.1f} GB and {n} products. Use lanczos/hutchpp/spectral_density instead"
         )

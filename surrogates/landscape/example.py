@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ._util import make_generator
 
 
@@ -43,7 +44,7 @@ class Example:
 def tanh_mlp(sizes: Sequence[int], seed: int = 0, dtype: torch.dtype = torch.float32) -> nn.Sequential:
     """``Linear -> tanh -> ... -> Linear`` with layer widths ``sizes`` (PyTorch default init, seeded)."""
     if len(sizes) < 2:
-        raise ValueError(f"sizes needs at least an input and an output width, got {list(sizes)}")
+        raise InputError(f"sizes needs at least an input and an output width, got {list(sizes)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         layers: list[nn.Module] = []

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import InputError
 from ._util import module_mode, progress, require_autograd
 from .data import BatchSource, batch_size_of
 from .parametrized import ParametrizedModel
@@ -78,7 +79,7 @@ class SymmetricOperator:
         is_numpy = not isinstance(x, torch.Tensor)
         t = torch.as_tensor(np.asarray(x)) if is_numpy else x
         if t.ndim not in (1, 2) or t.shape[0] != self.n:
-            raise ValueError(f"operator of shape {self.shape} cannot multiply an array of shape {tuple(t.shape)}")
+            raise InputError(f"operator of shape {self.shape} cannot multiply an array of shape {tuple(t.shape)}")
         out_dtype, out_device = t.dtype if t.is_floating_point() else torch.float64, t.device
         work = t.detach().to(self.device, self.dtype)
         if t.ndim == 1:
@@ -115,10 +116,10 @@ class DenseSymmetricOperator(SymmetricOperator):
         super().__init__()
         A = torch.as_tensor(np.asarray(matrix)) if not isinstance(matrix, torch.Tensor) else matrix
         if A.ndim != 2 or A.shape[0] != A.shape[1]:
-            raise ValueError(f"matrix must be square, got shape {tuple(A.shape)}")
+            raise InputError(f"matrix must be square, got shape {tuple(A.shape)}")
         scale = float(A.abs().max()) if A.numel() else 0.0
         if A.numel() and float((A - A.T).abs().max()) > atol * max(1.0, scale):
-            raise ValueError("matrix is not symmetric")
+            raise InputError("matrix is not symmetric")
         self.matrix = A.detach()
         self.n = A.shape[0]
         self.dtype = A.dtype if A.is_floating_point() else torch.float64
@@ -214,13 +215,13 @@ class LossCurvatureOperator(SymmetricOperator):
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
         if mode not in ("eval", "train", "keep"):
-            raise ValueError(f"mode must be 'eval', 'train' or 'keep', got {mode!r}")
+            raise InputError(f"mode must be 'eval', 'train' or 'keep', got {mode!r}")
         if cache_graphs not in (True, False, "auto"):
-            raise ValueError(f"cache_graphs must be True, False or 'auto', got {cache_graphs!r}")
+            raise InputError(f"cache_graphs must be True, False or 'auto', got {cache_graphs!r}")
         if reduction is None:
             reduction = getattr(loss_fn, "reduction", "mean")
         if reduction not in ("mean", "sum"):
-            raise ValueError(
+            raise InputError(
                 f"the loss must reduce to a scalar by 'mean' or 'sum', got reduction={reduction!r}; "
                 "a per-sample loss (reduction='none') is not a scalar loss"
             )
@@ -255,7 +256,7 @@ class LossCurvatureOperator(SymmetricOperator):
             return self.fmodel(values, x)
         except (RuntimeError, ValueError, TypeError, IndexError) as err:
             first = x[0] if isinstance(x, (tuple, list)) else x
-            raise ValueError(
+            raise InputError(
                 f"the model failed on batch {index} with inputs of shape {tuple(first.shape)} and dtype "
                 f"{first.dtype}: {err}"
             ) from err
@@ -264,18 +265,18 @@ class LossCurvatureOperator(SymmetricOperator):
         try:
             loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
         except (RuntimeError, ValueError, TypeError, IndexError) as err:
-            raise ValueError(
+            raise InputError(
                 f"loss_fn failed on batch {index} (outputs of shape {tuple(getattr(out, 'shape', ()))}, targets "
                 f"of shape {tuple(getattr(y, 'shape', ()))}): {err}"
             ) from err
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-            raise ValueError(
+            raise InputError(
                 f"loss_fn must return a scalar tensor (a mean- or sum-reduced loss), got {shape}; "
                 "use e.g. reduction='mean'"
             )
         if not loss.requires_grad:
-            raise ValueError("the loss does not depend on the selected parameters (it does not require grad)")
+            raise InputError("the loss does not depend on the selected parameters (it does not require grad)")
         return loss.reshape(())
 
     def _weight(self, n_b: int) -> float:
@@ -356,7 +357,7 @@ class LossCurvatureOperator(SymmetricOperator):
                 out = self.fmodel(values, x)
                 loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
                 if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                    raise ValueError("loss_fn must return a scalar tensor (a mean- or sum-reduced loss)")
+                    raise InputError("loss_fn must return a scalar tensor (a mean- or sum-reduced loss)")
                 sums["loss"] += float(loss) * self._weight(n_b)
                 for k, fn in (metrics or {}).items():
                     sums[k] += float(fn(out, y)) * n_b

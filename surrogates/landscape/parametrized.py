@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..errors import InputError
+
 
 def select_parameters(model: nn.Module, patterns: str | Sequence[str] | None) -> list[str]:
     """Names of the parameters to study.
@@ -43,7 +45,7 @@ def select_parameters(model: nn.Module, patterns: str | Sequence[str] | None) ->
     if patterns is None:
         chosen = [n for n, p in named if p.requires_grad]
         if not chosen:
-            raise ValueError(
+            raise InputError(
                 "no parameter of the model has requires_grad=True; pass params=[...] names or patterns "
                 f"to choose which to study (available: {_preview(names)})"
             )
@@ -56,7 +58,7 @@ def select_parameters(model: nn.Module, patterns: str | Sequence[str] | None) ->
             raise TypeError(f"parameter patterns must be strings, got {type(pat).__name__}")
         hits = [n for n in names if n == pat or fnmatch.fnmatchcase(n, pat)]
         if not hits:
-            raise ValueError(f"parameter pattern {pat!r} matches no parameter; available: {_preview(names)}")
+            raise InputError(f"parameter pattern {pat!r} matches no parameter; available: {_preview(names)}")
         chosen_set.update(hits)
     return [n for n in names if n in chosen_set]
 
@@ -129,7 +131,7 @@ class ParametrizedModel:
     def unflatten(self, vec: torch.Tensor) -> list[torch.Tensor]:
         """Split a flat vector of length ``numel`` into tensors shaped like the selected parameters."""
         if vec.ndim != 1 or vec.shape[0] != self.numel:
-            raise ValueError(f"expected a vector of shape ({self.numel},), got {tuple(vec.shape)}")
+            raise InputError(f"expected a vector of shape ({self.numel},), got {tuple(vec.shape)}")
         return [c.view(s) for c, s in zip(torch.split(vec, self.sizes), self.shapes)]
 
     @staticmethod

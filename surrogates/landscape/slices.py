@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ._util import make_generator, progress
 from .operator import HessianOperator
 
@@ -40,9 +41,9 @@ def symmetric_grid(num_points: int, span: float) -> np.ndarray:
         ValueError: ``num_points`` even or < 3, or ``span`` not positive.
     """
     if not isinstance(num_points, int) or num_points < 3 or num_points % 2 == 0:
-        raise ValueError(f"num_points must be an odd int >= 3 so the grid contains the origin, got {num_points!r}")
+        raise InputError(f"num_points must be an odd int >= 3 so the grid contains the origin, got {num_points!r}")
     if not span > 0:
-        raise ValueError(f"span must be positive, got {span!r}")
+        raise InputError(f"span must be positive, got {span!r}")
     half = num_points // 2
     k = np.arange(-half, half + 1, dtype=np.float64)
     return k * (float(span) / half)
@@ -52,9 +53,9 @@ def path_grid(num_points: int, extend: float = 0.0) -> np.ndarray:
     """Grid of ``t`` for an interpolation path: ``num_points`` points in [0, 1] (0 and 1 exact),
     continued with the same step by about ``extend`` on both sides."""
     if not isinstance(num_points, int) or num_points < 2:
-        raise ValueError(f"num_points must be an int >= 2, got {num_points!r}")
+        raise InputError(f"num_points must be an int >= 2, got {num_points!r}")
     if extend < 0:
-        raise ValueError(f"extend must be >= 0, got {extend}")
+        raise InputError(f"extend must be >= 0, got {extend}")
     m = num_points - 1
     e = int(round(extend * m))
     return np.arange(-e, m + e + 1, dtype=np.float64) / m
@@ -78,7 +79,7 @@ def filter_normalized_direction(
         A flat float64 direction of length ``op.n``.
     """
     if bias not in ("zero", "normalize"):
-        raise ValueError(f"bias must be 'zero' or 'normalize', got {bias!r}")
+        raise InputError(f"bias must be 'zero' or 'normalize', got {bias!r}")
     gen = make_generator(seed)
     parts = []
     for w in op.fmodel.base_values():
@@ -130,7 +131,7 @@ class Slice:
 def slice_row(s: Slice) -> dict[tuple[float], dict[str, float]]:
     """The line of a 2-D slice through its origin along the first direction, as ``known`` points of a 1-D slice."""
     if len(s.axes) != 2:
-        raise ValueError(f"slice_row needs a 2-D slice, got {len(s.axes)}-D")
+        raise InputError(f"slice_row needs a 2-D slice, got {len(s.axes)}-D")
     j = s.origin_index[1]
     return {(float(a),): {k: float(v[i, j]) for k, v in s.values.items()} for i, a in enumerate(s.axes[0])}
 
@@ -139,7 +140,7 @@ def _check_direction(op: HessianOperator, d: torch.Tensor, name: str) -> torch.T
     if not isinstance(d, torch.Tensor):
         d = torch.as_tensor(np.asarray(d))
     if d.shape != (op.n,):
-        raise ValueError(f"{name} must have shape ({op.n},) like the selected parameters, got {tuple(d.shape)}")
+        raise InputError(f"{name} must have shape ({op.n},) like the selected parameters, got {tuple(d.shape)}")
     return d.to(torch.float64)
 
 
@@ -169,7 +170,7 @@ def loss_slice(
         progress_bar: tqdm bar over grid points (``None``: only on a TTY).
     """
     if len(directions) not in (1, 2) or len(directions) != len(axes):
-        raise ValueError(f"need 1 or 2 directions with one axis each, got {len(directions)} directions and {len(axes)} axes")
+        raise InputError(f"need 1 or 2 directions with one axis each, got {len(directions)} directions and {len(axes)} axes")
     dirs = [_check_direction(op, d, f"direction {i}") for i, d in enumerate(directions)]
     axes = [np.asarray(a, dtype=np.float64) for a in axes]
     theta0 = op.parameters_vector().to(torch.float64) if origin is None else _check_direction(op, origin, "origin")
@@ -211,7 +212,7 @@ def random_slice(
     ``s``: pass :func:`slice_row` of the 2-D slice as ``known`` to reuse its points.
     """
     if dims not in (1, 2):
-        raise ValueError(f"dims must be 1 or 2, got {dims!r}")
+        raise InputError(f"dims must be 1 or 2, got {dims!r}")
     grid = symmetric_grid(num_points, span)
     dirs = [filter_normalized_direction(op, seed=(0 if seed is None else seed) + j, bias=bias) for j in range(dims)]
     out = loss_slice(op, dirs, [grid] * dims, metrics=metrics, kind="random", known=known, progress_bar=progress_bar)
@@ -235,7 +236,7 @@ def eigenvector_slice(
     """
     V = eigenvectors if eigenvectors.ndim == 2 else eigenvectors[:, None]
     if V.shape[1] not in (1, 2):
-        raise ValueError(f"give 1 or 2 eigenvectors as columns, got shape {tuple(eigenvectors.shape)}")
+        raise InputError(f"give 1 or 2 eigenvectors as columns, got shape {tuple(eigenvectors.shape)}")
     grid = symmetric_grid(num_points, span)
     dirs = [V[:, j] for j in range(V.shape[1])]
     out = loss_slice(op, dirs, [grid] * len(dirs), metrics=metrics, kind="eigenvector", known=known, progress_bar=progress_bar)
@@ -249,13 +250,13 @@ def state_vector(op: HessianOperator, state: Mapping[str, torch.Tensor], source:
         raise TypeError(f"{source} must be a mapping of parameter names to tensors, got {type(state).__name__}")
     missing = [n for n in op.fmodel.names if n not in state]
     if missing:
-        raise ValueError(f"{source} lacks parameters {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+        raise InputError(f"{source} lacks parameters {missing[:8]}{' ...' if len(missing) > 8 else ''}")
     parts = []
     for name, shape in zip(op.fmodel.names, op.fmodel.shapes):
         t = state[name]
         if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape:
             got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise ValueError(f"{source}: parameter {name!r} has shape {got}, the model expects {shape}")
+            raise InputError(f"{source}: parameter {name!r} has shape {got}, the model expects {shape}")
         parts.append(t.detach().to("cpu", torch.float64).reshape(-1))
     return torch.cat(parts)
 
