@@ -26,8 +26,8 @@ def check_box(lower: Any, upper: Any, what: str = "box", error: type[Exception] 
             lengths, not finite, or with some upper bound ≤ its lower bound (zero or negative width).
     """
     try:
-        lo = np.array(lower.detach().cpu() if hasattr(lower, "detach") else lower, dtype=np.float64)
-        hi = np.array(upper.detach().cpu() if hasattr(upper, "detach") else upper, dtype=np.float64)
+        lo = np.array(lower.detach().cpu().numpy() if hasattr(lower, "detach") else lower, dtype=np.float64)
+        hi = np.array(upper.detach().cpu().numpy() if hasattr(upper, "detach") else upper, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise error(f"{what}: lower and upper must be numeric (d,) vectors: {err}") from None
     if lo.ndim != 1 or lo.shape != hi.shape or lo.size == 0:
