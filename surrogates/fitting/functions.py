@@ -509,7 +509,6 @@ class Rosenbrock(TestFunction):
     """f(x) = Σ_{i<d} 100(x_{i+1} − x_i²)² + (1 − x_i)² on [-2, 2]^d; minimum at all-ones."""
 
     name = "rosenbrock"
-    default_dim = 2
 
     def __init__(self, dim: int = 2) -> None:
         super().__init__(_check_dim(dim, minimum=2), -2.0, 2.0)
@@ -564,7 +563,6 @@ class Quadratic(TestFunction):
     """
 
     name = "quadratic"
-    default_dim = 10
 
     def __init__(self, dim: int = 10, seed: int = 0) -> None:
         super().__init__(_check_dim(dim), -1.0, 1.0)
@@ -603,7 +601,6 @@ class SumOfSines(TestFunction):
     """f(x) = Σ sin(xᵢ) on [-π, π]^d."""
 
     name = "sum_of_sines"
-    default_dim = 10
     #: Largest dimension for which the 2^d critical points are enumerated.
     max_enumerated_dim = 14
 
@@ -656,7 +653,6 @@ class Bump(TestFunction):
     """
 
     name = "bump"
-    default_dim = 2
     centre = 0.3
     spread = 0.15
 
@@ -700,7 +696,6 @@ class ConvexSines(TestFunction):
     """
 
     name = "convex_sines"
-    default_dim = 10
     amplitude = 0.1
     frequency = 3.0
 

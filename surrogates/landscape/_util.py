@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -90,12 +90,3 @@ def module_mode(module: nn.Module, mode: str) -> Iterator[None]:
     finally:
         for m, flag in flags:
             m.training = flag
-
-
-def as_float64_numpy(x: Any):
-    """Convert a tensor/array-like to a float64 numpy array (detached, on CPU)."""
-    import numpy as np
-
-    if isinstance(x, torch.Tensor):
-        return x.detach().to("cpu", torch.float64).numpy()
-    return np.asarray(x, dtype=np.float64)
