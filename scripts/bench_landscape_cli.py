@@ -13,7 +13,7 @@ Configurations, each a fresh ``python -m surrogates.cli.landscape`` process with
 * ``before + allocator``: the same, with glibc told to keep freed memory
   (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``, what ``keep_freed_memory`` sets), to
   separate the allocator's share from the configuration's;
-* ``after``: this tree, its default config;
+* ``after``: this tree (``--candidate``: a commit instead of the working tree), its default config;
 * ``after, old slice grids``: the same with the baseline's slice grids (21 x 21 and 41 points
   instead of 15 x 15 and 29), the price of keeping them.
 
@@ -82,6 +82,8 @@ def prepare(work: Path, steps: int) -> tuple[Path, Path, dict[str, Any]]:
 
 def export_tree(commit: str, work: Path) -> Path:
     """The package as of ``commit`` (``git archive``), with the configs link the package resolves."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", commit], check=True, capture_output=True,
+                            text=True).stdout.strip()
     tree = work / f"tree-{commit}"
     if not (tree / "surrogates").exists():
         blob = subprocess.run(["git", "-C", str(ROOT), "archive", commit], check=True, capture_output=True).stdout
@@ -157,7 +159,9 @@ def slice_difference(new: dict[str, Any], old: dict[str, Any]) -> float:
     if [len(x) for x in new["axes"]] == [len(x) for x in old["axes"]]:
         return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
     old_axes = [np.asarray(x) for x in old["axes"]]
-    points = np.stack(np.meshgrid(*[np.asarray(x) for x in new["axes"]], indexing="ij"), axis=-1)
+    # the ends agree to rounding (an eigenvector slice's span comes from lambda_max): clip to the old grid
+    new_axes = [np.clip(np.asarray(x), o[0], o[-1]) for x, o in zip(new["axes"], old_axes)]
+    points = np.stack(np.meshgrid(*new_axes, indexing="ij"), axis=-1)
     surface = RegularGridInterpolator(old_axes, b, method="cubic")(points.reshape(-1, len(old_axes))).reshape(a.shape)
     return float(np.max(np.abs(a - surface)) / np.max(np.abs(b)))
 
@@ -184,6 +188,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=3, help="repetitions (seeds 0..reps-1); medians are reported")
     ap.add_argument("--baseline", default=BASELINE, help=f"git commit of the 'before' tree (default {BASELINE})")
+    ap.add_argument("--candidate", default=None, help="git commit of the 'after' tree (default: this working tree)")
     ap.add_argument("--work", default="/tmp/bench_landscape_cli", help="scratch folder (trees, network, run folders)")
     ap.add_argument("--out", default=str(ROOT / "scripts" / "results" / "bench_landscape_cli"), help="output stem (.txt, .json)")
     ap.add_argument("--train-steps", type=int, default=150, help="Adam steps of the digits CNN (default 150)")
@@ -198,11 +203,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     weights, data, info = prepare(work, args.train_steps)
     network = [CNN, f"network.state_dict={weights}", f"data.source={data}", "threads=1", "progress=false", *args.overrides]
+    after_tree = ROOT if args.candidate is None else export_tree(args.candidate, work)
     configs = {
         "before": (export_tree(args.baseline, work), {}),
         "before + allocator": (export_tree(args.baseline, work), KEEP_FREED),
-        "after": (ROOT, {}),
-        "after, old slice grids": (ROOT, {}),
+        "after": (after_tree, {}),
+        "after, old slice grids": (after_tree, {}),
     }
     points_1d, points_2d = args.old_slice_grids
     extra = {"after, old slice grids": [f"slices.points_1d={points_1d}", f"slices.points_2d={points_2d}"]}
@@ -223,7 +229,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base = med["before"]
     lines = [
         (f"surrogates-landscape default run, digits CNN ({info['num_params']} parameters, {info['n_samples']} samples, "
-         f"float32), 1 thread, medians of {args.reps} seeds; baseline tree {args.baseline}"),
+         f"float32), 1 thread, medians of {args.reps} seeds; baseline tree {args.baseline}, candidate "
+         f"{args.candidate or 'the working tree'}"),
         f"extra overrides: {args.overrides}" if args.overrides else "default config (no overrides)",
         (f"machine: {platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}; load average "
          f"(1 min) during the runs {min(loads):.1f}-{max(loads):.1f}: wall clock counts other users' jobs, cpu s does not"),
@@ -263,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = "\n".join(lines)
     print(text)
     result = {
-        "network": info, "baseline": args.baseline, "reps": args.reps, "threads": 1,
+        "network": info, "baseline": args.baseline, "candidate": args.candidate, "reps": args.reps, "threads": 1,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version()},
         "medians": med, "checks": checks, "load_average_1min": loads, "density_noise_before": noise, "density_noise_after": noise_after,
         "slices_old_grids": same_grids,

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -23,12 +23,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from surrogates.config import compose_config
 from surrogates.console import end_job, report, start_job
 from surrogates.errors import InputError, SurrogatesError
-from surrogates.fitting.train import summary_headline, train
 from surrogates.io import check_output_folder
-from surrogates.surrogate import Surrogate
+
+if TYPE_CHECKING:
+    from surrogates.surrogate import Surrogate
 
 USER_ERRORS = (
     SurrogatesError, ValueError, FileNotFoundError, InstantiationException, OmegaConfBaseException,
@@ -102,6 +102,11 @@ def load_or_train(checkpoint: str | Path | None, output_dir: str | Path, overrid
     ``output_dir/train/surrogate.safetensors``) and its summary reported
     (:func:`surrogates.console.report`: printed, and under a command kept in its log file).
     """
+    # imported here: surrogates-landscape shares this module and needs neither Lightning nor Hydra's fits
+    from surrogates.config import compose_config
+    from surrogates.fitting.train import train
+    from surrogates.surrogate import Surrogate
+
     if checkpoint is not None:
         return Surrogate.load(checkpoint)
     overrides = list(overrides)
@@ -113,6 +118,8 @@ def load_or_train(checkpoint: str | Path | None, output_dir: str | Path, overrid
 
 def format_summary(summary: dict[str, Any]) -> str:
     """A few readable lines of a training summary."""
+    from surrogates.fitting.train import summary_headline
+
     lines = [summary_headline(summary)]
     for split in ("train", "validation"):
         metrics = summary.get(split) or {}
