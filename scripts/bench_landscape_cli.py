@@ -15,7 +15,8 @@ Configurations, each a fresh ``python -m surrogates.cli.landscape`` process with
   separate the allocator's share from the configuration's;
 * ``after``: this tree (``--candidate``: a commit instead of the working tree), its default config;
 * ``after, old slice grids``: the same with the baseline's slice grids (21 x 21 and 41 points
-  instead of 15 x 15 and 29), the price of keeping them.
+  instead of 15 x 15 and 29), the price of keeping them;
+* ``after + layers``: the same with the per-layer section on (``layers.enabled=true``).
 
 Repetition ``r`` runs every configuration with ``seed=r`` (interleaved, so load drifts hit all
 alike); times are medians over repetitions, wall clock and the child's CPU time (user + sys,
@@ -137,6 +138,10 @@ def compare(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     bottom = np.abs(np.subtract(sa["bottom"], sb["bottom"])) / np.abs(sb["bottom"])
     slices = {name: slice_difference(after["slices"][name], before["slices"][name])
               for name in ("random_1d", "random_2d", "eigenvector_1d")}
+    # an eigenvector has no sign (the baseline's was whatever Lanczos or the float64 polish gave):
+    # the same curve may be drawn mirrored
+    mirrored = {**before["slices"]["eigenvector_1d"], "loss": before["slices"]["eigenvector_1d"]["loss"][::-1]}
+    slices["eigenvector_1d"] = min(slices["eigenvector_1d"], slice_difference(after["slices"]["eigenvector_1d"], mirrored))
     return {
         "slices_rel_diff_max": slices,
         "top_rel_diff_max": float(top.max()),
@@ -169,7 +174,7 @@ def slice_difference(new: dict[str, Any], old: dict[str, Any]) -> float:
 def stage_table(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Per configuration: median seconds and products of each stage (from landscape.json)."""
     stages = ("setup_s", "gradient_s", "spectrum_s", "trace_s", "density_s", "layers_s", "slices_s")
-    lines = [f"{'stage (median s / products)':<30}" + "".join(f"{name:>22}" for name in runs)]
+    lines = [f"{'stage (median s / products)':<30}" + "".join(f"{name:>24}" for name in runs)]
     for stage in (*stages, "total_s"):
         cells = []
         for reps in runs.values():
@@ -179,7 +184,7 @@ def stage_table(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
             if stage == "slices_s":
                 hvps = sum(v["num_evaluations"] for v in reps[0]["summary"]["slices"].values())
             cells.append(f"{secs:>9.1f} s" + (f" / {hvps:>5}" if hvps is not None else " " * 8))
-        lines.append(f"{stage[:-2]:<30}" + "".join(f"{c:>22}" for c in cells))
+        lines.append(f"{stage[:-2]:<30}" + "".join(f"{c:>24}" for c in cells))
     lines.append("(slices: loss evaluations, not products)")
     return lines
 
@@ -209,9 +214,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "before + allocator": (export_tree(args.baseline, work), KEEP_FREED),
         "after": (after_tree, {}),
         "after, old slice grids": (after_tree, {}),
+        "after + layers": (after_tree, {}),
     }
     points_1d, points_2d = args.old_slice_grids
-    extra = {"after, old slice grids": [f"slices.points_1d={points_1d}", f"slices.points_2d={points_2d}"]}
+    extra = {"after, old slice grids": [f"slices.points_1d={points_1d}", f"slices.points_2d={points_2d}"],
+             "after + layers": ["layers.enabled=true"]}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
     loads = []
     for rep in range(args.reps):
@@ -257,12 +264,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"  top-k eigenvalues: max relative difference {worst['top_rel_diff_max']:.1e}",
         f"  bottom-k eigenvalues: max relative difference {worst['bottom_rel_diff_max']:.1e}",
         f"  trace: difference {worst['trace_diff_in_sigma']:.2f} combined standard errors",
-        ("  slices (same directions; before's surface interpolated onto the new grids): max relative loss difference "
+        ("  slices (same directions, the eigenvector's up to sign; before's surface interpolated onto the new grids): "
+         "max relative loss difference "
          + ", ".join(f"{name} {v:.1e}" for name, v in slices.items())),
         ("  slices with the old grids (after, old slice grids vs before, point by point): "
          + ", ".join(f"{name} {max(c[name] for c in same_grids):.1e}" for name in same_grids[0])),
-        (f"  density figure: total-variation distance {worst['density_tv_distance']:.4f}; before vs before across "
-         f"seeds {max(noise):.4f}, after vs after across seeds {max(noise_after):.4f}"),
+        (f"  density figure: total-variation distance {worst['density_tv_distance']:.1e} of the probability mass; "
+         f"before vs before across seeds {max(noise):.1e}, after vs after across seeds {max(noise_after):.1e}"),
     ]
     a0, b0 = runs["after"][0]["summary"], runs["before"][0]["summary"]
     lines.append(f"  trace, seed 0: before {b0['trace']['value']:.4f} ± {b0['trace']['stderr']:.4f} ({b0['trace']['method']}), "
