@@ -13,9 +13,10 @@ Configurations, each a fresh ``python -m surrogates.cli.landscape`` process with
 * ``before + allocator``: the same, with glibc told to keep freed memory
   (``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``, what ``keep_freed_memory`` sets), to
   separate the allocator's share from the configuration's;
-* ``after``: this tree, its default config;
+* ``after``: this tree (``--candidate``: a commit instead of the working tree), its default config;
 * ``after, old slice grids``: the same with the baseline's slice grids (21 x 21 and 41 points
-  instead of 15 x 15 and 29), the price of keeping them.
+  instead of 15 x 15 and 29), the price of keeping them;
+* ``after + layers``: the same with the per-layer section on (``layers.enabled=true``).
 
 Repetition ``r`` runs every configuration with ``seed=r`` (interleaved, so load drifts hit all
 alike); times are medians over repetitions, wall clock and the child's CPU time (user + sys,
@@ -82,6 +83,8 @@ def prepare(work: Path, steps: int) -> tuple[Path, Path, dict[str, Any]]:
 
 def export_tree(commit: str, work: Path) -> Path:
     """The package as of ``commit`` (``git archive``), with the configs link the package resolves."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", commit], check=True, capture_output=True,
+                            text=True).stdout.strip()
     tree = work / f"tree-{commit}"
     if not (tree / "surrogates").exists():
         blob = subprocess.run(["git", "-C", str(ROOT), "archive", commit], check=True, capture_output=True).stdout
@@ -135,6 +138,10 @@ def compare(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     bottom = np.abs(np.subtract(sa["bottom"], sb["bottom"])) / np.abs(sb["bottom"])
     slices = {name: slice_difference(after["slices"][name], before["slices"][name])
               for name in ("random_1d", "random_2d", "eigenvector_1d")}
+    # an eigenvector has no sign (the baseline's was whatever Lanczos or the float64 polish gave):
+    # the same curve may be drawn mirrored
+    mirrored = {**before["slices"]["eigenvector_1d"], "loss": before["slices"]["eigenvector_1d"]["loss"][::-1]}
+    slices["eigenvector_1d"] = min(slices["eigenvector_1d"], slice_difference(after["slices"]["eigenvector_1d"], mirrored))
     return {
         "slices_rel_diff_max": slices,
         "top_rel_diff_max": float(top.max()),
@@ -157,7 +164,9 @@ def slice_difference(new: dict[str, Any], old: dict[str, Any]) -> float:
     if [len(x) for x in new["axes"]] == [len(x) for x in old["axes"]]:
         return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
     old_axes = [np.asarray(x) for x in old["axes"]]
-    points = np.stack(np.meshgrid(*[np.asarray(x) for x in new["axes"]], indexing="ij"), axis=-1)
+    # the ends agree to rounding (an eigenvector slice's span comes from lambda_max): clip to the old grid
+    new_axes = [np.clip(np.asarray(x), o[0], o[-1]) for x, o in zip(new["axes"], old_axes)]
+    points = np.stack(np.meshgrid(*new_axes, indexing="ij"), axis=-1)
     surface = RegularGridInterpolator(old_axes, b, method="cubic")(points.reshape(-1, len(old_axes))).reshape(a.shape)
     return float(np.max(np.abs(a - surface)) / np.max(np.abs(b)))
 
@@ -165,7 +174,7 @@ def slice_difference(new: dict[str, Any], old: dict[str, Any]) -> float:
 def stage_table(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Per configuration: median seconds and products of each stage (from landscape.json)."""
     stages = ("setup_s", "gradient_s", "spectrum_s", "trace_s", "density_s", "layers_s", "slices_s")
-    lines = [f"{'stage (median s / products)':<30}" + "".join(f"{name:>22}" for name in runs)]
+    lines = [f"{'stage (median s / products)':<30}" + "".join(f"{name:>24}" for name in runs)]
     for stage in (*stages, "total_s"):
         cells = []
         for reps in runs.values():
@@ -175,7 +184,7 @@ def stage_table(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
             if stage == "slices_s":
                 hvps = sum(v["num_evaluations"] for v in reps[0]["summary"]["slices"].values())
             cells.append(f"{secs:>9.1f} s" + (f" / {hvps:>5}" if hvps is not None else " " * 8))
-        lines.append(f"{stage[:-2]:<30}" + "".join(f"{c:>22}" for c in cells))
+        lines.append(f"{stage[:-2]:<30}" + "".join(f"{c:>24}" for c in cells))
     lines.append("(slices: loss evaluations, not products)")
     return lines
 
@@ -184,6 +193,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=3, help="repetitions (seeds 0..reps-1); medians are reported")
     ap.add_argument("--baseline", default=BASELINE, help=f"git commit of the 'before' tree (default {BASELINE})")
+    ap.add_argument("--candidate", default=None, help="git commit of the 'after' tree (default: this working tree)")
     ap.add_argument("--work", default="/tmp/bench_landscape_cli", help="scratch folder (trees, network, run folders)")
     ap.add_argument("--out", default=str(ROOT / "scripts" / "results" / "bench_landscape_cli"), help="output stem (.txt, .json)")
     ap.add_argument("--train-steps", type=int, default=150, help="Adam steps of the digits CNN (default 150)")
@@ -198,14 +208,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     weights, data, info = prepare(work, args.train_steps)
     network = [CNN, f"network.state_dict={weights}", f"data.source={data}", "threads=1", "progress=false", *args.overrides]
+    after_tree = ROOT if args.candidate is None else export_tree(args.candidate, work)
     configs = {
         "before": (export_tree(args.baseline, work), {}),
         "before + allocator": (export_tree(args.baseline, work), KEEP_FREED),
-        "after": (ROOT, {}),
-        "after, old slice grids": (ROOT, {}),
+        "after": (after_tree, {}),
+        "after, old slice grids": (after_tree, {}),
+        "after + layers": (after_tree, {}),
     }
     points_1d, points_2d = args.old_slice_grids
-    extra = {"after, old slice grids": [f"slices.points_1d={points_1d}", f"slices.points_2d={points_2d}"]}
+    extra = {"after, old slice grids": [f"slices.points_1d={points_1d}", f"slices.points_2d={points_2d}"],
+             "after + layers": ["layers.enabled=true"]}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
     loads = []
     for rep in range(args.reps):
@@ -223,7 +236,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base = med["before"]
     lines = [
         (f"surrogates-landscape default run, digits CNN ({info['num_params']} parameters, {info['n_samples']} samples, "
-         f"float32), 1 thread, medians of {args.reps} seeds; baseline tree {args.baseline}"),
+         f"float32), 1 thread, medians of {args.reps} seeds; baseline tree {args.baseline}, candidate "
+         f"{args.candidate or 'the working tree'}"),
         f"extra overrides: {args.overrides}" if args.overrides else "default config (no overrides)",
         (f"machine: {platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}; load average "
          f"(1 min) during the runs {min(loads):.1f}-{max(loads):.1f}: wall clock counts other users' jobs, cpu s does not"),
@@ -250,12 +264,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"  top-k eigenvalues: max relative difference {worst['top_rel_diff_max']:.1e}",
         f"  bottom-k eigenvalues: max relative difference {worst['bottom_rel_diff_max']:.1e}",
         f"  trace: difference {worst['trace_diff_in_sigma']:.2f} combined standard errors",
-        ("  slices (same directions; before's surface interpolated onto the new grids): max relative loss difference "
+        ("  slices (same directions, the eigenvector's up to sign; before's surface interpolated onto the new grids): "
+         "max relative loss difference "
          + ", ".join(f"{name} {v:.1e}" for name, v in slices.items())),
         ("  slices with the old grids (after, old slice grids vs before, point by point): "
          + ", ".join(f"{name} {max(c[name] for c in same_grids):.1e}" for name in same_grids[0])),
-        (f"  density figure: total-variation distance {worst['density_tv_distance']:.4f}; before vs before across "
-         f"seeds {max(noise):.4f}, after vs after across seeds {max(noise_after):.4f}"),
+        (f"  density figure: total-variation distance {worst['density_tv_distance']:.1e} of the probability mass; "
+         f"before vs before across seeds {max(noise):.1e}, after vs after across seeds {max(noise_after):.1e}"),
     ]
     a0, b0 = runs["after"][0]["summary"], runs["before"][0]["summary"]
     lines.append(f"  trace, seed 0: before {b0['trace']['value']:.4f} ± {b0['trace']['stderr']:.4f} ({b0['trace']['method']}), "
@@ -263,7 +278,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     text = "\n".join(lines)
     print(text)
     result = {
-        "network": info, "baseline": args.baseline, "reps": args.reps, "threads": 1,
+        "network": info, "baseline": args.baseline, "candidate": args.candidate, "reps": args.reps, "threads": 1,
         "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version()},
         "medians": med, "checks": checks, "load_average_1min": loads, "density_noise_before": noise, "density_noise_after": noise_after,
         "slices_old_grids": same_grids,

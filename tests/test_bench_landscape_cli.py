@@ -19,7 +19,8 @@ def test_bench_runs_before_and_after_and_writes_its_table(tmp_path):
     out = tmp_path / "bench"
     result = bench.main(["--reps", "2", "--work", str(tmp_path / "work"), "--out", str(out), "--train-steps", "2",
                          "--old-slice-grids", "5", "3", "--overrides", *QUICK])
-    assert set(result["medians"]) == {"before", "before + allocator", "after", "after, old slice grids"}
+    assert set(result["medians"]) == {"before", "before + allocator", "after", "after, old slice grids", "after + layers"}
+    assert result["runs"]["after + layers"][0]["hvp_counts"]["layers"] > 0
     for name, runs in result["runs"].items():
         assert len(runs) == 2 and all(r["cpu_s"] > 0 for r in runs), name
         assert all(r["hvp_counts"]["spectrum"] <= 8 for r in runs)

@@ -94,6 +94,10 @@ def test_default_run_writes_json_and_figures_with_correct_numbers(default_run):
     assert data["hvp_counts"]["layers"] == data["layers"]["num_products"]
     s1 = data["slices"]["random_1d"]
     assert s1["axes"][0][2] == 0.0 and s1["loss"][2] == pytest.approx(data["loss"], rel=1e-6)
+    # every slice reuses the evaluation at the weights; the 1-D random slice the 2-D slice's middle row
+    evaluations = {name: v["num_evaluations"] for name, v in data["slices"].items()}
+    assert evaluations == {"random_1d": 5 - 3, "random_2d": 3 * 3 - 1, "eigenvector_1d": 5 - 1}
+    np.testing.assert_array_equal(np.asarray(data["slices"]["random_2d"]["loss"])[:, 1], np.asarray(s1["loss"])[::2])
     assert np.asarray(data["slices"]["random_2d"]["loss"]).shape == (3, 3)
     assert summary["loss"] == data["loss"]
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -24,12 +24,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
-from surrogates.config import compose_config
 from surrogates.console import end_job, report, start_job
 from surrogates.errors import InputError, SurrogatesError
-from surrogates.fitting.train import run_folder_of, summary_headline, train
 from surrogates.io import check_output_folder
-from surrogates.surrogate import Surrogate
+
+if TYPE_CHECKING:
+    from surrogates.surrogate import Surrogate
 
 #: What a user's input can cause. Not bare ValueError: raised from numpy or torch it is a bug,
 #: and keeps its traceback.
@@ -113,6 +113,8 @@ class ResumeInRunFolder(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from surrogates.fitting.train import run_folder_of  # only surrogates-train needs the fitting door
+
         folder = run_folder_of(config.get("ckpt_path"))
         explicit = any(o.split("=", 1)[0].lstrip("+~") == "hydra.run.dir" for o in config.hydra.overrides.hydra)
         if folder is None or explicit:
@@ -147,6 +149,11 @@ def load_or_train(checkpoint: str | Path | None, output_dir: str | Path, overrid
     ``output_dir/train/surrogate.safetensors``) and its summary reported
     (:func:`surrogates.console.report`: printed, and under a command kept in its log file).
     """
+    # imported here: surrogates-landscape shares this module and needs neither Lightning nor Hydra's fits
+    from surrogates.config import compose_config
+    from surrogates.fitting.train import train
+    from surrogates.surrogate import Surrogate
+
     if checkpoint is not None:
         return Surrogate.load(checkpoint)
     overrides = list(overrides)
@@ -158,6 +165,8 @@ def load_or_train(checkpoint: str | Path | None, output_dir: str | Path, overrid
 
 def format_summary(summary: dict[str, Any]) -> str:
     """A few readable lines of a training summary."""
+    from surrogates.fitting.train import summary_headline
+
     lines = [summary_headline(summary)]
     for split in ("train", "validation"):
         metrics = summary.get(split) or {}

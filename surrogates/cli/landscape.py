@@ -226,7 +226,9 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     s1 = random_slice(op, int(sl.points_1d), float(sl.span), seed=seed + 3, metrics=metrics, known=slice_row(s2), progress_bar=bar)
     lam = float(top[0])
     espan = float(sl.eigen_span) if sl.eigen_span is not None else (math.sqrt(2.0 / lam) if lam > 0 else 1.0)
-    se = eigenvector_slice(op, spec.eigenvectors[:, 0], int(sl.points_1d), espan, metrics=metrics, known=origin, progress_bar=bar)
+    v1 = spec.eigenvectors[:, 0]
+    v1 = v1 * torch.sign(v1[torch.argmax(v1.abs())])  # an eigenvector has no sign: fix one, so runs draw the same curve
+    se = eigenvector_slice(op, v1, int(sl.points_1d), espan, metrics=metrics, known=origin, progress_bar=bar)
     path = None
     if cfg.network.compare_state_dict is not None:
         other = loading.load_state_dict(cfg.network.compare_state_dict, key=cfg.network.state_dict_key, prefix=cfg.network.state_dict_prefix or "")
