@@ -127,12 +127,12 @@ def test_interpolation_path_ends_are_the_checkpoints():
 
 
 def test_characterize_verdicts_and_tolerances():
-    m = characterize(1e-5, [3.0, 1.0, -1e-4], grad_tol=1e-3, neg_tol=1e-3)
-    assert m.verdict == "minimum" and m.num_negative == 0 and m.negative_threshold == pytest.approx(-3e-3)
+    m = characterize(1e-5, [3.0, 1.0, -1e-4], gradient_atol=1e-3, negative_rtol=1e-3)
+    assert m.kind == "minimum" and m.num_negative == 0 and m.negative_threshold == pytest.approx(-3e-3)
     s = characterize(1e-5, [3.0, 1.0, -0.5, -0.1])
-    assert s.verdict == "saddle" and s.num_negative == 2 and "lower bound" in s.explanation
-    assert characterize(0.5, [1.0]).verdict == "not critical"
-    assert characterize(0.0, [-1.0, -2.0], full_spectrum=True).verdict == "maximum"
+    assert s.kind == "saddle" and s.num_negative == 2 and "lower bound" in s.explanation
+    assert characterize(0.5, [1.0]).kind == "not critical"
+    assert characterize(0.0, [-1.0, -2.0], full_spectrum=True).kind == "maximum"
     assert "did not converge" in characterize(0.0, [1.0], converged=False).explanation
     with pytest.raises(ValueError, match="at least one eigenvalue"):
         characterize(0.0, [])

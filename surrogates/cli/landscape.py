@@ -147,7 +147,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     k = min(int(cfg.spectrum.k), max(1, (op.n - 1) // 2))
     t = time.perf_counter()
     op.reset_counter()
-    spec = lanczos(op, k, "BE", max_iter=cfg.spectrum.max_iter, tol=cfg.spectrum.tol, seed=seed, keep_basis=bool(cfg.density.deflate) or cfg.trace.method == "deflated", progress_bar=bar)
+    spec = lanczos(op, k, "BE", max_iter=cfg.spectrum.max_iter, tol=cfg.spectrum.tol, seed=seed, keep_basis=bool(cfg.density.deflate) or cfg.trace.method == "deflated", progress=bar)
     spec_products = op.num_products
     if cfg.spectrum.refine and op.dtype != torch.float64:
         op64 = HessianOperator(model, loss_fn, data, params=params, dtype=torch.float64, batch_size=cfg.data.batch_size, cache_graphs=cfg.hessian.cache_graphs, mode=cfg.hessian.mode)
@@ -161,18 +161,18 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     t = time.perf_counter()
     op.reset_counter()
     if cfg.trace.method == "hutchpp":
-        tr = hutchpp(op, int(cfg.trace.num_products), seed=seed + 1, progress_bar=bar)
+        tr = hutchpp(op, int(cfg.trace.num_products), seed=seed + 1, progress=bar)
         trace = tr.to_dict()
     elif cfg.trace.method == "deflated":
         # one-step SLQ probes are Hutchinson probes in the complement of the basis, and the
         # implied trace adds the basis's Rayleigh quotients: exactly the deflated estimator
-        tr = spectral_density(op, int(cfg.trace.num_probes), 1, seed=seed + 1, deflate=spec, progress_bar=bar)
+        tr = spectral_density(op, int(cfg.trace.num_probes), 1, seed=seed + 1, deflate=spec, progress=bar)
         trace = {"method": "Krylov-deflated Hutchinson", "value": tr.trace, "stderr": tr.trace_stderr,
                  "num_products": tr.num_products, "num_probes": len(tr.nodes), "krylov_dim": len(tr.deflated)}
     timings["trace_s"] = time.perf_counter() - t
     t = time.perf_counter()
     op.reset_counter()
-    dens = spectral_density(op, int(cfg.density.num_probes), int(cfg.density.num_steps), seed=seed + 2, deflate=spec if cfg.density.deflate else None, progress_bar=bar)
+    dens = spectral_density(op, int(cfg.density.num_probes), int(cfg.density.num_steps), seed=seed + 2, deflate=spec if cfg.density.deflate else None, progress=bar)
     timings["density_s"] = time.perf_counter() - t
     if cfg.trace.method == "density":
         trace = {"method": "density", "value": dens.trace, "stderr": dens.trace_stderr,
@@ -185,7 +185,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         layers = layer_spectra(
             model, loss_fn, data, params=params, max_iter=int(cfg.layers.max_iter), tol=cfg.spectrum.tol,
             trace_probes=int(cfg.layers.trace_probes), seed=seed + 5, dtype=_DTYPES[cfg.hessian.dtype],
-            batch_size=cfg.data.batch_size, cache_graphs=cfg.hessian.cache_graphs, mode=cfg.hessian.mode, progress_bar=bar,
+            batch_size=cfg.data.batch_size, cache_graphs=cfg.hessian.cache_graphs, mode=cfg.hessian.mode, progress=bar,
         )
         timings["layers_s"] = time.perf_counter() - t
 
@@ -193,25 +193,25 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     exact = None
     if op.n <= int(cfg.exact.max_params):
         t = time.perf_counter()
-        ev = exact_spectrum(op, progress_bar=bar)
+        ev = exact_spectrum(op, progress=bar)
         timings["exact_s"] = time.perf_counter() - t
         exact = {
             "eigenvalues": ev,
             "trace": float(np.sum(ev)),
             "lambda_max": float(ev[-1]),
             "lambda_min": float(ev[0]),
-            "num_negative": int(np.sum(ev < -float(cfg.critical.neg_tol) * np.max(np.abs(ev)))),
+            "num_negative": int(np.sum(ev < -float(cfg.critical.negative_rtol) * np.max(np.abs(ev)))),
             "top_abs_error": np.abs(top - ev[::-1][:k]).tolist(),
             "bottom_abs_error": np.abs(bottom - ev[:k]).tolist(),
             "trace_rel_error": abs(trace["value"] - float(np.sum(ev))) / abs(float(np.sum(ev))),
             "density_trace_rel_error": abs(dens.trace - float(np.sum(ev))) / abs(float(np.sum(ev))),
         }
 
-    verdict = characterize(
+    character = characterize(
         grad_norm,
         exact["eigenvalues"] if exact else spec.eigenvalues,
-        grad_tol=float(cfg.critical.grad_tol),
-        neg_tol=float(cfg.critical.neg_tol),
+        gradient_atol=float(cfg.critical.gradient_atol),
+        negative_rtol=float(cfg.critical.negative_rtol),
         full_spectrum=exact is not None,
         converged=spec.all_converged,
     )
@@ -222,17 +222,17 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     op.reset_counter()
     sl = cfg.slices
     origin = {(0.0,): base}
-    s2 = random_slice(op, int(sl.points_2d), float(sl.span), dims=2, seed=seed + 3, metrics=metrics, known={(0.0, 0.0): base}, progress_bar=bar)
-    s1 = random_slice(op, int(sl.points_1d), float(sl.span), seed=seed + 3, metrics=metrics, known=slice_row(s2), progress_bar=bar)
+    s2 = random_slice(op, int(sl.points_2d), float(sl.span), dims=2, seed=seed + 3, metrics=metrics, known={(0.0, 0.0): base}, progress=bar)
+    s1 = random_slice(op, int(sl.points_1d), float(sl.span), seed=seed + 3, metrics=metrics, known=slice_row(s2), progress=bar)
     lam = float(top[0])
     espan = float(sl.eigen_span) if sl.eigen_span is not None else (math.sqrt(2.0 / lam) if lam > 0 else 1.0)
     v1 = spec.eigenvectors[:, 0]
     v1 = v1 * torch.sign(v1[torch.argmax(v1.abs())])  # an eigenvector has no sign: fix one, so runs draw the same curve
-    se = eigenvector_slice(op, v1, int(sl.points_1d), espan, metrics=metrics, known=origin, progress_bar=bar)
+    se = eigenvector_slice(op, v1, int(sl.points_1d), espan, metrics=metrics, known=origin, progress=bar)
     path = None
     if cfg.network.compare_state_dict is not None:
         other = loading.load_state_dict(cfg.network.compare_state_dict, key=cfg.network.state_dict_key, prefix=cfg.network.state_dict_prefix or "")
-        path = interpolation_path(op, None, other, int(sl.path_points), extend=float(sl.path_extend), metrics=metrics, progress_bar=bar)
+        path = interpolation_path(op, None, other, int(sl.path_points), extend=float(sl.path_extend), metrics=metrics, progress=bar)
     timings["slices_s"] = time.perf_counter() - t
 
     summary: dict[str, Any] = {
@@ -245,7 +245,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         "loss": loss,
         "metrics_at_weights": base,
         "gradient_norm": grad_norm,
-        "critical_point": verdict.to_dict(),
+        "critical_point": character.to_dict(),
         "spectrum": {**spec.to_dict(), "top": top.tolist(), "bottom": bottom.tolist(), "num_products_total": spec_products},
         "trace": trace,
         "density": dens.to_dict(),
@@ -309,7 +309,7 @@ def _print_summary(s: dict[str, Any], out: Path, layers: Any) -> None:
     if s["exact"]:
         lines.append(f"exact: trace {s['exact']['trace']:.5g}, lambda_max {s['exact']['lambda_max']:.6g}, lambda_min {s['exact']['lambda_min']:.6g}")
     lines += [
-        f"verdict: {cp['verdict']} — {cp['explanation']}",
+        f"critical point: {cp['kind']} — {cp['explanation']}",
         f"Hessian-vector products: {s['hvp_counts']}  time: {s['timings_s'].get('total_s', 0):.1f} s",
         f"outputs: {out}",
     ]

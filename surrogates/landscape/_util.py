@@ -45,7 +45,7 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
     return gen
 
 
-def progress(iterable: Iterable[T], *, enabled: bool | None, total: int | None = None, desc: str = "") -> Iterator[T]:
+def with_progress(iterable: Iterable[T], *, enabled: bool | None, total: int | None = None, desc: str = "") -> Iterator[T]:
     """Wrap ``iterable`` in a tqdm bar.
 
     Args:

@@ -4,8 +4,8 @@ At a critical point :math:`\\nabla L(\\theta^*) = 0`; the Hessian's signature de
 all eigenvalues :math:`\\ge 0` (minimum), both signs (saddle), all :math:`\\le 0` (maximum). In
 floating point and with partial spectra, every word needs a tolerance:
 
-* *critical* means :math:`\\lVert\\nabla L\\rVert \\le` ``grad_tol`` (absolute);
-* an eigenvalue *counts as negative* when :math:`\\lambda < -`\\ ``neg_tol`` :math:`\\cdot\\max|\\lambda|`
+* *critical* means :math:`\\lVert\\nabla L\\rVert \\le` ``gradient_atol`` (absolute);
+* an eigenvalue *counts as negative* when :math:`\\lambda < -`\\ ``negative_rtol`` :math:`\\cdot\\max|\\lambda|`
   (relative to the spectral scale, because the loss's units are arbitrary);
 * only the eigenvalues actually computed are counted, so the count is a lower bound unless the
   full spectrum was computed; unconverged eigenvalues are flagged.
@@ -31,9 +31,9 @@ class CriticalCharacter:
     num_negative: int
     num_computed: int
     full_spectrum: bool
-    verdict: str
-    grad_tol: float
-    neg_tol: float
+    kind: str
+    gradient_atol: float
+    negative_rtol: float
     negative_threshold: float
     eigenvalues_converged: bool
     explanation: str
@@ -46,8 +46,8 @@ def characterize(
     gradient_norm: float,
     eigenvalues: np.ndarray,
     *,
-    grad_tol: float = 1e-3,
-    neg_tol: float = 1e-3,
+    gradient_atol: float = 1e-3,
+    negative_rtol: float = 1e-3,
     full_spectrum: bool = False,
     converged: bool = True,
 ) -> CriticalCharacter:
@@ -57,13 +57,13 @@ def characterize(
         gradient_norm: :math:`\\lVert\\nabla L\\rVert_2` over the full data.
         eigenvalues: The Hessian eigenvalues computed (must include the extremes to be
             meaningful: run Lanczos with ``which="BE"``).
-        grad_tol: Absolute gradient-norm tolerance for "critical".
-        neg_tol: An eigenvalue is negative when below ``-neg_tol * max|lambda|``.
+        gradient_atol: Absolute gradient-norm tolerance for "critical".
+        negative_rtol: An eigenvalue is negative when below ``-negative_rtol * max|lambda|``.
         full_spectrum: The eigenvalues are the whole spectrum (exact count).
         converged: Whether the eigenvalues were converged (recorded, and noted if not).
 
     Returns:
-        A :class:`CriticalCharacter` with verdict ``"minimum"``, ``"saddle"``, ``"maximum"``
+        A :class:`CriticalCharacter` with kind ``"minimum"``, ``"saddle"``, ``"maximum"``
         or ``"not critical"``.
     """
     ev = np.asarray(eigenvalues, dtype=np.float64).ravel()
@@ -71,26 +71,26 @@ def characterize(
         raise InputError("characterize needs at least one eigenvalue")
     if not np.isfinite(gradient_norm) or gradient_norm < 0:
         raise InputError(f"gradient_norm must be a finite non-negative number, got {gradient_norm}")
-    if grad_tol <= 0 or neg_tol <= 0:
-        raise InputError(f"tolerances must be positive, got grad_tol={grad_tol}, neg_tol={neg_tol}")
+    if gradient_atol <= 0 or negative_rtol <= 0:
+        raise InputError(f"tolerances must be positive, got gradient_atol={gradient_atol}, negative_rtol={negative_rtol}")
     lmax, lmin = float(ev.max()), float(ev.min())
     scale = max(abs(lmax), abs(lmin))
-    threshold = -neg_tol * scale
+    threshold = -negative_rtol * scale
     num_neg = int(np.sum(ev < threshold))
     num_pos = int(np.sum(ev > -threshold))
     count = f"{num_neg} of the {ev.size} computed eigenvalues are below {threshold:.3g}"
-    if gradient_norm > grad_tol:
-        verdict = "not critical"
-        why = f"gradient norm {gradient_norm:.3g} > grad_tol {grad_tol:.3g}"
+    if gradient_norm > gradient_atol:
+        kind = "not critical"
+        why = f"gradient norm {gradient_norm:.3g} > gradient_atol {gradient_atol:.3g}"
     elif num_neg == 0:
-        verdict = "minimum"
-        why = f"gradient norm {gradient_norm:.3g} <= {grad_tol:.3g} and no eigenvalue below -{neg_tol:g}*max|lambda| = {threshold:.3g}"
+        kind = "minimum"
+        why = f"gradient norm {gradient_norm:.3g} <= {gradient_atol:.3g} and no eigenvalue below -{negative_rtol:g}*max|lambda| = {threshold:.3g}"
     elif num_pos == 0:
-        verdict = "maximum"
-        why = f"gradient norm {gradient_norm:.3g} <= {grad_tol:.3g} and all computed eigenvalues negative"
+        kind = "maximum"
+        why = f"gradient norm {gradient_norm:.3g} <= {gradient_atol:.3g} and all computed eigenvalues negative"
     else:
-        verdict = "saddle"
-        why = f"gradient norm {gradient_norm:.3g} <= {grad_tol:.3g}; {count}"
+        kind = "saddle"
+        why = f"gradient norm {gradient_norm:.3g} <= {gradient_atol:.3g}; {count}"
     if not full_spectrum:
         why += " (count among computed eigenvalues only: a lower bound)"
     if not converged:
@@ -102,9 +102,9 @@ def characterize(
         num_negative=num_neg,
         num_computed=int(ev.size),
         full_spectrum=full_spectrum,
-        verdict=verdict,
-        grad_tol=grad_tol,
-        neg_tol=neg_tol,
+        kind=kind,
+        gradient_atol=gradient_atol,
+        negative_rtol=negative_rtol,
         negative_threshold=threshold,
         eigenvalues_converged=converged,
         explanation=why,

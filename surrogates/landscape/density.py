@@ -44,7 +44,7 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 
 from ..errors import InputError
-from ._util import make_generator, progress
+from ._util import make_generator, with_progress
 from .krylov import LanczosRecurrence, orthogonalize
 from .lanczos import EigenResult
 from .operator import SymmetricOperator
@@ -137,7 +137,7 @@ def spectral_density(
     seed: int | None = 0,
     deflate: EigenResult | tuple[np.ndarray, torch.Tensor] | None = None,
     distribution: str = "rademacher",
-    progress_bar: bool | None = None,
+    progress: bool | None = None,
 ) -> SpectralDensity:
     """Stochastic Lanczos quadrature, optionally deflated by a known subspace.
 
@@ -161,7 +161,7 @@ def spectral_density(
             vectors), or ``(values, vectors)`` with orthonormal columns and their Rayleigh
             quotients.
         distribution: ``"rademacher"`` or ``"gaussian"`` probes.
-        progress_bar: tqdm bar over probes (``None``: only on a TTY).
+        progress: tqdm bar over probes (``None``: only on a TTY).
 
     Returns:
         A :class:`SpectralDensity` whose ``trace`` is the implied trace with its standard error.
@@ -193,7 +193,7 @@ def spectral_density(
     start = op.num_products
     nodes, weights, quad, norms = [], [], [], []
     spread = QuadraticFormVariance(n, distribution)
-    for _ in progress(range(num_probes), enabled=progress_bar, total=num_probes, desc="SLQ probes"):
+    for _ in with_progress(range(num_probes), enabled=progress, total=num_probes, desc="SLQ probes"):
         z = probes(n, 1, gen, distribution)[:, 0].to(op.device)
         Pz = orthogonalize(z, Qd) if Qd is not None else z
         rec = LanczosRecurrence(op, num_steps, Pz, deflate=Qd)

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ._util import progress
+from ._util import with_progress
 from .operator import SymmetricOperator
 
 
 def dense_matrix(
-    op: SymmetricOperator, *, max_size: int = 20_000, chunk: int = 32, progress_bar: bool | None = None
+    op: SymmetricOperator, *, max_size: int = 20_000, chunk: int = 32, progress: bool | None = None
 ) -> torch.Tensor:
     """The operator as an explicit symmetric float64 matrix, ``H[:, j] = op @ e_j``.
 
@@ -27,7 +27,7 @@ def dense_matrix(
         op: Symmetric operator of size ``n``.
         max_size: Refuse larger operators (memory ``8 n^2`` bytes, ``n`` products).
         chunk: Unit vectors per call.
-        progress_bar: tqdm bar (``None``: only on a TTY).
+        progress: tqdm bar (``None``: only on a TTY).
 
     Raises:
         ValueError: ``n > max_size``.
@@ -40,7 +40,7 @@ def dense_matrix(
         )
     H = torch.empty(n, n, dtype=torch.float64)
     starts = range(0, n, chunk)
-    for s in progress(starts, enabled=progress_bar, total=len(starts), desc="dense Hessian"):
+    for s in with_progress(starts, enabled=progress, total=len(starts), desc="dense Hessian"):
         e = min(s + chunk, n)
         E = torch.zeros(n, e - s, dtype=torch.float64)
         E[torch.arange(s, e), torch.arange(e - s)] = 1.0

@@ -57,7 +57,7 @@ import torch
 from scipy.linalg import eigh_tridiagonal, eigvalsh_tridiagonal
 
 from ..errors import InputError
-from ._util import make_generator, progress
+from ._util import make_generator, with_progress
 from .krylov import LanczosRecurrence, extreme_eigenvalue_bounds, random_unit
 from .operator import SymmetricOperator
 
@@ -215,7 +215,7 @@ def lanczos(
     return_eigenvectors: bool = True,
     keep_basis: bool = False,
     confidence: float = 0.99,
-    progress_bar: bool | None = None,
+    progress: bool | None = None,
     warn: bool = True,
 ) -> EigenResult:
     """Extreme eigenpairs of a symmetric operator (Lanczos, full reorthogonalisation).
@@ -245,7 +245,7 @@ def lanczos(
             ``result.all_ritz_values`` it deflates stochastic Lanczos quadrature
             (:func:`~surrogates.landscape.density.spectral_density`) at no extra products.
         confidence: Probability of ``lower_bound`` / ``upper_bound``, in ``(0, 1)``.
-        progress_bar: tqdm bar over steps (``None``: only on a TTY).
+        progress: tqdm bar over steps (``None``: only on a TTY).
         warn: Emit a ``RuntimeWarning`` when not converged.
 
     Returns:
@@ -283,7 +283,7 @@ def lanczos(
     start_products = op.num_products
     rec = LanczosRecurrence(op, max_iter, start, deflate=deflate, restart=gen)
     min_steps = min(avail, max(want, 2 * k))
-    for _ in progress(range(max_iter), enabled=progress_bar, total=max_iter, desc=f"Lanczos ({which})"):
+    for _ in with_progress(range(max_iter), enabled=progress, total=max_iter, desc=f"Lanczos ({which})"):
         rec.step()
         if rec.exhausted:
             break

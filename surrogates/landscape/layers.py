@@ -50,7 +50,7 @@ from torch import nn
 
 from surrogates.errors import InputError
 
-from ._util import make_generator, progress
+from ._util import make_generator, with_progress
 from .krylov import orthogonalize
 from .lanczos import lanczos
 from .operator import HessianOperator
@@ -262,7 +262,7 @@ def layer_spectra(
     reduction: str | None = None,
     cache_graphs: bool | str = "auto",
     mode: str = "eval",
-    progress_bar: bool | None = False,
+    progress: bool | None = False,
 ) -> LayerSpectra:
     """:math:`\\lambda_{\\max}`, :math:`\\lambda_{\\min}` and trace of every diagonal block :math:`H_{bb}` in one call.
 
@@ -285,7 +285,7 @@ def layer_spectra(
         trace_probes: Shared full-Hessian probes for the traces (at least 2, for a standard error).
         seed: Seed of the Lanczos start vectors (block ``b`` uses ``seed + b``) and of the probes.
         dtype, batch_size, reduction, cache_graphs, mode: As for :class:`HessianOperator`.
-        progress_bar: tqdm bar over blocks and probes (``None``: only on a TTY).
+        progress: tqdm bar over blocks and probes (``None``: only on a TTY).
 
     Returns:
         A :class:`LayerSpectra` (``.table()``, ``.rows()``, ``.to_dict()``).
@@ -306,7 +306,7 @@ def layer_spectra(
 
     found: list[_Block] = []
     block_products = 0
-    for b, (label, kind, names) in enumerate(progress(parts, enabled=progress_bar, total=len(parts), desc="layer Lanczos")):
+    for b, (label, kind, names) in enumerate(with_progress(parts, enabled=progress, total=len(parts), desc="layer Lanczos")):
         # one block of everything is the full operator: share its gradient graph
         op = full if names == full.param_names else HessianOperator(model, loss_fn, data, params=names, **settings)
         run = _block_lanczos(op, max_iter, tol, seed + b)
@@ -319,7 +319,7 @@ def layer_spectra(
     gen = make_generator(seed + len(parts))
     samples = np.zeros((trace_probes, len(parts)))
     count = 0 if all(block.spanned for block in found) else trace_probes
-    for p in progress(range(count), enabled=progress_bar, total=count, desc="layer trace probes"):
+    for p in with_progress(range(count), enabled=progress, total=count, desc="layer trace probes"):
         z = probes(full.n, 1, gen)[:, 0].to(full.device)
         u = torch.zeros_like(z)
         for block in found:

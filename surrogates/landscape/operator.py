@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ._util import module_mode, progress, require_autograd
+from ._util import module_mode, with_progress, require_autograd
 from .data import BatchSource, batch_size_of
 from .parametrized import ParametrizedModel
 
@@ -245,7 +245,7 @@ class LossCurvatureOperator(SymmetricOperator):
 
     # ------------------------------------------------------------------ batches
     def _batches(self, desc: str):
-        for x, y in progress(self.source, enabled=self.progress, desc=desc):
+        for x, y in with_progress(self.source, enabled=self.progress, desc=desc):
             yield _move(x, self.device, self.dtype), _move(y, self.device, self.dtype)
 
     def _batch_loss(self, values: Sequence[torch.Tensor], x: Any, y: Any, index: int) -> torch.Tensor:

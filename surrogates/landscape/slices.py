@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ._util import make_generator, progress
+from ._util import make_generator, with_progress
 from .operator import HessianOperator
 
 
@@ -153,7 +153,7 @@ def loss_slice(
     metrics: Mapping[str, Callable[..., Any]] | None = None,
     kind: str = "custom",
     known: Mapping[tuple[float, ...], Mapping[str, float]] | None = None,
-    progress_bar: bool | None = None,
+    progress: bool | None = None,
 ) -> Slice:
     """Evaluate :math:`L(\\theta_0 + \\sum_j a_j d_j)` on the tensor grid of ``axes``.
 
@@ -167,7 +167,7 @@ def loss_slice(
         known: Values already evaluated at the same origin and directions, keyed by grid
             coordinates (e.g. the origin, or the row of a 2-D slice through it); those points
             are copied, not evaluated again.
-        progress_bar: tqdm bar over grid points (``None``: only on a TTY).
+        progress: tqdm bar over grid points (``None``: only on a TTY).
     """
     if len(directions) not in (1, 2) or len(directions) != len(axes):
         raise InputError(f"need 1 or 2 directions with one axis each, got {len(directions)} directions and {len(axes)} axes")
@@ -178,7 +178,7 @@ def loss_slice(
     values: dict[str, np.ndarray] = {}
     points = list(np.ndindex(*shape))
     evaluated = 0
-    for idx in progress(points, enabled=progress_bar, total=len(points), desc=f"{len(shape)}-D slice"):
+    for idx in with_progress(points, enabled=progress, total=len(points), desc=f"{len(shape)}-D slice"):
         coords = tuple(float(a[i]) for a, i in zip(axes, idx))
         out = (known or {}).get(coords)
         if out is None:
@@ -204,7 +204,7 @@ def random_slice(
     bias: str = "zero",
     metrics: Mapping[str, Callable[..., Any]] | None = None,
     known: Mapping[tuple[float, ...], Mapping[str, float]] | None = None,
-    progress_bar: bool | None = None,
+    progress: bool | None = None,
 ) -> Slice:
     """1-D or 2-D slice along filter-normalised Gaussian directions (seeds ``seed``, ``seed + 1``).
 
@@ -215,7 +215,7 @@ def random_slice(
         raise InputError(f"dims must be 1 or 2, got {dims!r}")
     grid = symmetric_grid(num_points, span)
     dirs = [filter_normalized_direction(op, seed=(0 if seed is None else seed) + j, bias=bias) for j in range(dims)]
-    out = loss_slice(op, dirs, [grid] * dims, metrics=metrics, kind="random", known=known, progress_bar=progress_bar)
+    out = loss_slice(op, dirs, [grid] * dims, metrics=metrics, kind="random", known=known, progress=progress)
     out.info.update({"seed": seed, "bias": bias, "span": span, "normalization": "filter"})
     return out
 
@@ -228,7 +228,7 @@ def eigenvector_slice(
     *,
     metrics: Mapping[str, Callable[..., Any]] | None = None,
     known: Mapping[tuple[float, ...], Mapping[str, float]] | None = None,
-    progress_bar: bool | None = None,
+    progress: bool | None = None,
 ) -> Slice:
     """Slice along one or two unit Hessian eigenvectors (columns of ``eigenvectors``).
 
@@ -239,7 +239,7 @@ def eigenvector_slice(
         raise InputError(f"give 1 or 2 eigenvectors as columns, got shape {tuple(eigenvectors.shape)}")
     grid = symmetric_grid(num_points, span)
     dirs = [V[:, j] for j in range(V.shape[1])]
-    out = loss_slice(op, dirs, [grid] * len(dirs), metrics=metrics, kind="eigenvector", known=known, progress_bar=progress_bar)
+    out = loss_slice(op, dirs, [grid] * len(dirs), metrics=metrics, kind="eigenvector", known=known, progress=progress)
     out.info.update({"span": span})
     return out
 
@@ -269,7 +269,7 @@ def interpolation_path(
     *,
     extend: float = 0.25,
     metrics: Mapping[str, Callable[..., Any]] | None = None,
-    progress_bar: bool | None = None,
+    progress: bool | None = None,
 ) -> Slice:
     """Loss along :math:`\\theta(t) = (1-t)\\,\\theta_A + t\\,\\theta_B`; ``t = 0`` and ``t = 1`` are grid points.
 
@@ -283,6 +283,6 @@ def interpolation_path(
     a = op.parameters_vector().to(torch.float64) if state_a is None else state_vector(op, state_a, "checkpoint A")
     b = state_vector(op, state_b, "checkpoint B")
     t = path_grid(num_points, extend)
-    out = loss_slice(op, [b - a], [t], origin=a, metrics=metrics, kind="path", progress_bar=progress_bar)
+    out = loss_slice(op, [b - a], [t], origin=a, metrics=metrics, kind="path", progress=progress)
     out.info.update({"distance": float(torch.linalg.vector_norm(b - a)), "extend": extend})
     return out

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ._util import make_generator, progress
+from ._util import make_generator, with_progress
 from .operator import SymmetricOperator
 
 
@@ -137,7 +137,7 @@ def hutchinson(
     *,
     seed: int | None = 0,
     distribution: str = "rademacher",
-    progress_bar: bool | None = None,
+    progress: bool | None = None,
 ) -> TraceEstimate:
     """Hutchinson's estimator :math:`\\frac1s\\sum_i z_i^\\top H z_i` with the closed-form standard error.
 
@@ -149,7 +149,7 @@ def hutchinson(
         num_samples: Number of probes ``s`` (= products).
         seed: Seed of the probes.
         distribution: ``"rademacher"`` or ``"gaussian"``.
-        progress_bar: tqdm bar over probes (``None``: only on a TTY).
+        progress: tqdm bar over probes (``None``: only on a TTY).
     """
     if not isinstance(num_samples, int) or num_samples < 1:
         raise InputError(f"num_samples must be a positive int, got {num_samples!r}")
@@ -159,7 +159,7 @@ def hutchinson(
     start = op.num_products
     vals = np.empty(num_samples)
     spread = QuadraticFormVariance(n, distribution)
-    for i in progress(range(num_samples), enabled=progress_bar, total=num_samples, desc="Hutchinson"):
+    for i in with_progress(range(num_samples), enabled=progress, total=num_samples, desc="Hutchinson"):
         z = Z[:, i]
         w = op @ z
         vals[i] = float(z @ w)
@@ -174,7 +174,7 @@ def hutchpp(
     *,
     seed: int | None = 0,
     distribution: str = "rademacher",
-    progress_bar: bool | None = None,
+    progress: bool | None = None,
 ) -> TraceEstimate:
     """Hutch++: exact trace on a sketched dominant subspace plus Hutchinson on the rest.
 
@@ -199,7 +199,7 @@ def hutchpp(
         num_products: Total products ``m`` (at least 3).
         seed: Seed of sketch and probes.
         distribution: Probe distribution.
-        progress_bar: tqdm bar (``None``: only on a TTY).
+        progress: tqdm bar (``None``: only on a TTY).
     """
     if not isinstance(num_products, int) or num_products < 3:
         raise InputError(f"num_products must be an int >= 3, got {num_products!r}")
@@ -209,7 +209,7 @@ def hutchpp(
     g = num_products - 2 * s
     start = op.num_products
     S = probes(n, s, gen, distribution).to(op.device)
-    Y = torch.stack([op @ S[:, i] for i in progress(range(s), enabled=progress_bar, total=s, desc="Hutch++ sketch")], 1)
+    Y = torch.stack([op @ S[:, i] for i in with_progress(range(s), enabled=progress, total=s, desc="Hutch++ sketch")], 1)
     Q, _ = torch.linalg.qr(Y)
     HQ = torch.stack([op @ Q[:, i] for i in range(Q.shape[1])], 1)
     exact_part = float(torch.einsum("ij,ij->", Q, HQ))
@@ -218,7 +218,7 @@ def hutchpp(
     Gp = G - Q @ (Q.T @ G)
     vals = np.empty(g)
     spread = QuadraticFormVariance(n, distribution)
-    for i in progress(range(g), enabled=progress_bar, total=g, desc="Hutch++ probes"):
+    for i in with_progress(range(g), enabled=progress, total=g, desc="Hutch++ probes"):
         w = op @ Gp[:, i]
         Bz = w - Q @ (Q.T @ w)  # P H P z for the raw probe z
         vals[i] = float(Gp[:, i] @ Bz)
