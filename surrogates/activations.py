@@ -99,7 +99,7 @@ def get_activation(name: str) -> Activation:
     """Look up an activation by name.
 
     Raises:
-        ValueError: ``name`` is not one of :data:`ACTIVATIONS`.
+        InputError: ``name`` is not one of :data:`ACTIVATIONS`.
     """
     try:
         return ACTIVATIONS[name]

@@ -18,16 +18,21 @@ from surrogates.errors import InputError
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """Map ``"float32"``/``"float64"`` (or a torch dtype) to a torch dtype."""
+def resolve_dtype(dtype: str | torch.dtype, name: str = "dtype") -> torch.dtype:
+    """Map ``"float32"``/``"float64"`` (or a torch dtype) to a torch dtype.
+
+    Args:
+        dtype: The name or the torch dtype.
+        name: The setting's name in the error message (e.g. ``"hessian.dtype"``).
+    """
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
-            raise InputError(f"dtype must be float32 or float64, got {dtype}")
+            raise InputError(f"{name} must be float32 or float64, got {dtype}")
         return dtype
     try:
         return DTYPES[dtype]
-    except KeyError:
-        raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}") from None
+    except (KeyError, TypeError):
+        raise InputError(f"{name} must be one of {sorted(DTYPES)}, got {dtype!r}") from None
 
 
 class Affine(nn.Module):

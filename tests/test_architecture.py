@@ -17,7 +17,7 @@ PACKAGE = ROOT / "surrogates"
 
 #: Lowest first; a module may import modules of its own layer or below (ARCHITECTURE.md).
 LAYERS = [
-    ("core", ["errors", "_lazy", "domain", "io", "console", "activations", "model"]),
+    ("core", ["errors", "_lazy", "domain", "inference_mode", "io", "console", "activations", "model"]),
     ("calculus", ["calculus", "calculus.*"]),
     ("critical search", ["critical.report", "critical.classify", "critical.search", "critical.flow"]),
     ("the Surrogate", ["surrogate"]),

@@ -14,6 +14,7 @@ from test_landscape_helpers import one_thread, reference_hessian  # noqa: F401
 from torch import nn
 
 from surrogates.cli.landscape import run
+from surrogates.errors import InputError
 from surrogates.landscape.loading import (
     apply_state_dict,
     load_archive,
@@ -165,6 +166,8 @@ def test_bad_inputs_give_clear_errors(default_run, tmp_path):
         run(compose_cfg(SMALL + [model_override, f"network.state_dict={out / 'example_model.pt'}", f"data.source={tmp_path / 'bad.npz'}"]), output_dir=tmp_path / "c")
     with pytest.raises(ValueError, match="data.source is required"):
         run(compose_cfg(SMALL + [model_override]), output_dir=tmp_path / "d")
+    with pytest.raises(InputError, match=r"hessian.dtype must be one of \['float32', 'float64'\], got 'float16'"):
+        run(compose_cfg(SMALL + ["hessian.dtype=float16"]), output_dir=tmp_path / "dtype")
     with pytest.raises(ValueError, match=r"\(reduction='none'\) is not a scalar loss"):
         run(compose_cfg(SMALL + ["+loss.reduction=none"]), output_dir=tmp_path / "e")
     pickled = tmp_path / "evil.pt"

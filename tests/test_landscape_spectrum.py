@@ -161,7 +161,7 @@ def test_deflated_density_from_lanczos(net_problem):
 def test_dense_matrix_matches_reference(net_problem):
     model, X, Y, loss, H, _ = net_problem
     op = HessianOperator(model, loss, (X, Y), batch_size=10)
-    np.testing.assert_allclose(dense_matrix(op, chunk=7).numpy(), H, atol=1e-10)
+    np.testing.assert_allclose(dense_matrix(op, chunk_size=7).numpy(), H, atol=1e-10)
 
 
 def test_refine_with_float64_operator_recovers_float64_eigenvalues(net_problem):

@@ -61,6 +61,7 @@ from surrogates.calculus.layerwise import (
     supports_layerwise,
 )
 from surrogates.errors import InputError
+from surrogates.inference_mode import require_autograd
 from surrogates.model import resolve_dtype
 
 __all__ = [
@@ -130,27 +131,6 @@ _FIRST_ORDER_CHUNK = 4096
 # --------------------------------------------------------------------------- input
 
 
-def _check_autograd_available(X: Tensor) -> None:
-    """Refuse to differentiate where autograd is switched off.
-
-    Under ``torch.inference_mode`` no graph is recorded; ``torch.func`` transforms
-    then return zeros instead of raising, and inference tensors cannot take part
-    in autograd at all.
-    """
-    why = (
-        "autograd records nothing there and derivative transforms can silently return "
-        "zeros. Call it outside inference mode (in Lightning: Trainer(inference_mode=False) "
-        "and torch.enable_grad() in the hook)."
-    )
-    if torch.is_inference_mode_enabled():
-        raise RuntimeError(f"surrogates.calculus cannot differentiate under torch.inference_mode(): {why}")
-    if X.is_inference():
-        raise RuntimeError(
-            "X is an inference tensor (created under torch.inference_mode()): "
-            f"{why} Pass X.clone() made outside inference mode."
-        )
-
-
 def _module_dtype(f: object) -> torch.dtype | None:
     if isinstance(f, nn.Module):
         for tensor in (*f.parameters(), *f.buffers()):
@@ -172,7 +152,7 @@ def _prepare(
     if X.is_complex():
         raise TypeError(f"X must be real, got {X.dtype}")
     if differentiate:
-        _check_autograd_available(X)
+        require_autograd("surrogates.calculus", X)
     single = X.ndim == 1
     X = X.detach().unsqueeze(0) if single else X.detach()
     if dtype is not None:
@@ -355,7 +335,7 @@ def gradient(
         dtype: Computation dtype (see module docstring).
 
     Raises:
-        ValueError: f has more than one output (use :func:`jacobian`).
+        InputError: f has more than one output (use :func:`jacobian`).
     """
     f, X, single, _ = _prepare(f, X, dtype)
 
@@ -414,7 +394,7 @@ def hessian(
         (N, d, d) for scalar f, (N, m, d, d) for f returning (N, m), m = 1 included.
 
     Raises:
-        ValueError: f is a network with a piecewise-linear (ReLU-type) activation.
+        InputError: f is a network with a piecewise-linear (ReLU-type) activation.
     """
     f, X, single, target = _prepare(f, X, dtype)
     scalar, m = _output_width(f, X)
@@ -453,7 +433,7 @@ def laplacian(
         method: One of :data:`HESSIAN_METHODS`.
 
     Raises:
-        ValueError: f is a network with a piecewise-linear (ReLU-type) activation.
+        InputError: f is a network with a piecewise-linear (ReLU-type) activation.
     """
     f, X, single, target = _prepare(f, X, dtype)
     scalar, m = _output_width(f, X)
@@ -503,7 +483,7 @@ def directional_derivative(
         dtype: Computation dtype (see module docstring).
 
     Raises:
-        ValueError: v has the wrong shape or is a zero vector.
+        InputError: v has the wrong shape or is a zero vector.
     """
     f, X, single, _ = _prepare(f, X, dtype)
     V = _per_point_vectors(v, X, "v")
@@ -542,7 +522,7 @@ def hvp(
         (N, d) for scalar f, (N, m, d) for f returning (N, m).
 
     Raises:
-        ValueError: V has the wrong shape, or f has a piecewise-linear activation.
+        InputError: V has the wrong shape, or f has a piecewise-linear activation.
     """
     f, X, single, _ = _prepare(f, X, dtype)
     check_second_derivatives(f)
@@ -602,7 +582,7 @@ def taylor(f: Function, x0: Tensor, *, dtype: torch.dtype | None = None) -> Tayl
         dtype: Computation dtype (see module docstring).
 
     Raises:
-        ValueError: x0 is not a single point, or f has a piecewise-linear activation.
+        InputError: x0 is not a single point, or f has a piecewise-linear activation.
     """
     if isinstance(x0, Tensor) and x0.ndim == 2 and x0.shape[0] == 1:
         x0 = x0[0]

@@ -89,7 +89,7 @@ def check_second_derivatives(f: object) -> None:
         f: The callable about to be differentiated twice.
 
     Raises:
-        ValueError: ``f`` is (or contains) an MLP with a non-smooth activation, or a
+        InputError: ``f`` is (or contains) an MLP with a non-smooth activation, or a
             piecewise-linear activation module.
     """
     if not isinstance(f, nn.Module):

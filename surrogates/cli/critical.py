@@ -57,7 +57,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         The JSON document written (the report's dict plus ``checkpoint`` and ``files``).
 
     Raises:
-        ValueError: The surrogate is not scalar.
+        InputError: The surrogate is not scalar.
     """
     output_dir = output_folder(output_dir)
     overrides = OmegaConf.to_container(cfg.train_overrides, resolve=True)

@@ -45,8 +45,7 @@ from surrogates.landscape.slices import (
     slice_row,
 )
 from surrogates.landscape.trace import hutchpp
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, None: None}
+from surrogates.model import resolve_dtype
 
 
 def _instantiate(node: Any, what: str) -> Any:
@@ -120,14 +119,13 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         params = [str(p) for p in params]
     if params is None and net_info["kind"] == "surrogate":
         params = "*"  # surrogates are stored frozen; study all their weights
-    if cfg.hessian.dtype not in _DTYPES:
-        raise InputError(f"hessian.dtype must be float32, float64 or null, got {cfg.hessian.dtype!r}")
+    dtype = None if cfg.hessian.dtype is None else resolve_dtype(cfg.hessian.dtype, "hessian.dtype")
     op = HessianOperator(
         model,
         loss_fn,
         data,
         params=params,
-        dtype=_DTYPES[cfg.hessian.dtype],
+        dtype=dtype,
         batch_size=cfg.data.batch_size,
         cache_graphs=cfg.hessian.cache_graphs,
         mode=cfg.hessian.mode,
@@ -184,7 +182,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         t = time.perf_counter()
         layers = layer_spectra(
             model, loss_fn, data, params=params, max_iter=int(cfg.layers.max_iter), tol=cfg.spectrum.tol,
-            trace_probes=int(cfg.layers.trace_probes), seed=seed + 5, dtype=_DTYPES[cfg.hessian.dtype],
+            trace_probes=int(cfg.layers.trace_probes), seed=seed + 5, dtype=dtype,
             batch_size=cfg.data.batch_size, cache_graphs=cfg.hessian.cache_graphs, mode=cfg.hessian.mode, progress=bar,
         )
         timings["layers_s"] = time.perf_counter() - t

@@ -82,7 +82,7 @@ def plot_critical_points_2d(
         resolution: Grid points per axis of the contours.
 
     Raises:
-        ValueError: The report is not of a 2-D function.
+        InputError: The report is not of a 2-D function.
     """
     from surrogates.plots import plot_contour
 
@@ -177,7 +177,7 @@ def plot_eigenvector_slices(f: Any, report: CriticalPointReport, max_points: int
         resolution: Grid points per axis.
 
     Raises:
-        ValueError: d < 2 or no points to show.
+        InputError: d < 2 or no points to show.
     """
     d = len(report.lower)
     if d < 2:
@@ -237,7 +237,7 @@ def plot_basins_2d(
         seed: Seed of those starts.
 
     Raises:
-        ValueError: The report is not of a 2-D function.
+        InputError: The report is not of a 2-D function.
     """
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch

@@ -208,7 +208,7 @@ def find_critical_points(
         A :class:`CriticalPointReport`; its ``points`` are :class:`CriticalPoint` objects.
 
     Raises:
-        ValueError: Invalid box or settings, or f is not scalar.
+        InputError: Invalid box or settings, or f is not scalar.
     """
     low_box, high_box = _box(lower, upper)
     for name, number in (("starts", starts), ("max_iterations", max_iterations)):

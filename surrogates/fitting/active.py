@@ -73,7 +73,7 @@ def hessian_disagreement(surrogate: Surrogate, X: np.ndarray) -> np.ndarray:
     """s(x) = ‖std_k Ĥ_k(x)‖_F at each of the (N, d) points ``X`` (all outputs together).
 
     Raises:
-        ValueError: If ``surrogate`` is a single network (no spread to measure).
+        InputError: If ``surrogate`` is a single network (no spread to measure).
     """
     if surrogate.ensemble_size < 2:
         raise InputError("Hessian disagreement needs an ensemble: fit with ensemble.size >= 2")

@@ -152,7 +152,7 @@ class TestFunction:
             The gradient at each point.
 
         Raises:
-            ValueError: If the function is vector-valued (use :meth:`jacobian`).
+            InputError: If the function is vector-valued (use :meth:`jacobian`).
         """
         if not self.is_scalar:
             raise InputError(
@@ -653,7 +653,7 @@ class Bump(TestFunction):
     """
 
     name = "bump"
-    centre = 0.3
+    center = 0.3
     spread = 0.15
 
     def __init__(self, dim: int = 2) -> None:
@@ -664,10 +664,10 @@ class Bump(TestFunction):
         return {"dim": self.dim}
 
     def _scaled_offset(self, X):
-        return (X - self.centre) / self.spread**2
+        return (X - self.center) / self.spread**2
 
     def _value(self, X):
-        return torch.exp(-((X - self.centre) ** 2).sum(-1) / (2 * self.spread**2))
+        return torch.exp(-((X - self.center) ** 2).sum(-1) / (2 * self.spread**2))
 
     def _gradient(self, X):
         return -self._scaled_offset(X) * self._value(X)[..., None]
@@ -681,7 +681,7 @@ class Bump(TestFunction):
         return self._value(X) * ((self._scaled_offset(X) ** 2).sum(-1) - self.dim / self.spread**2)
 
     def critical_points(self):
-        return [(np.full(self.dim, self.centre), "maximum")]
+        return [(np.full(self.dim, self.center), "maximum")]
 
 
 class ConvexSines(TestFunction):
@@ -798,7 +798,7 @@ def get_function(name: str, dim: int | None = None, **params: Any) -> TestFuncti
         The function object.
 
     Raises:
-        ValueError: Unknown name, a ``dim`` that a fixed-dimension function does not
+        InputError: Unknown name, a ``dim`` that a fixed-dimension function does not
             have, or a parameter the function does not accept.
         TypeError: ``name`` is not a string.
     """

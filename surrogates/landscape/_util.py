@@ -1,4 +1,4 @@
-"""Small helpers shared by the landscape modules: autograd guards, seeding, progress bars, mode restore."""
+"""Small helpers shared by the landscape modules: seeding, progress bars, mode restore."""
 
 from __future__ import annotations
 
@@ -13,27 +13,6 @@ from torch import nn
 from ..errors import InputError
 
 T = TypeVar("T")
-
-
-def require_autograd(what: str) -> None:
-    """Raise if autograd cannot give correct second derivatives here.
-
-    ``torch.inference_mode`` does not merely disable gradients: tensors created inside it can
-    never join a graph, and code that re-enables grad inside it silently produces wrong or no
-    derivatives. We refuse rather than return numbers that look plausible.
-
-    Args:
-        what: Name of the operation, used in the message.
-
-    Raises:
-        RuntimeError: When ``torch.is_inference_mode_enabled()``.
-    """
-    if torch.is_inference_mode_enabled():
-        raise RuntimeError(
-            f"{what} needs autograd, but torch.inference_mode is active (e.g. inside a Lightning "
-            "validation/test/predict hook). Call it outside inference mode, or build the Trainer "
-            "with inference_mode=False and wrap the call in torch.enable_grad()."
-        )
 
 
 def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:

@@ -17,7 +17,7 @@ from .operator import SymmetricOperator
 
 
 def dense_matrix(
-    op: SymmetricOperator, *, max_size: int = 20_000, chunk: int = 32, progress: bool | None = None
+    op: SymmetricOperator, *, max_size: int = 20_000, chunk_size: int = 32, progress: bool | None = None
 ) -> torch.Tensor:
     """The operator as an explicit symmetric float64 matrix, ``H[:, j] = op @ e_j``.
 
@@ -26,11 +26,11 @@ def dense_matrix(
     Args:
         op: Symmetric operator of size ``n``.
         max_size: Refuse larger operators (memory ``8 n^2`` bytes, ``n`` products).
-        chunk: Unit vectors per call.
+        chunk_size: Unit vectors per call.
         progress: tqdm bar (``None``: only on a TTY).
 
     Raises:
-        ValueError: ``n > max_size``.
+        InputError: ``n > max_size``.
     """
     n = op.shape[0]
     if n > max_size:
@@ -39,9 +39,9 @@ def dense_matrix(
             f"{8 * n * n / 1e9:.1f} GB and {n} products. Use lanczos/hutchpp/spectral_density instead"
         )
     H = torch.empty(n, n, dtype=torch.float64)
-    starts = range(0, n, chunk)
+    starts = range(0, n, chunk_size)
     for s in with_progress(starts, enabled=progress, total=len(starts), desc="dense Hessian"):
-        e = min(s + chunk, n)
+        e = min(s + chunk_size, n)
         E = torch.zeros(n, e - s, dtype=torch.float64)
         E[torch.arange(s, e), torch.arange(e - s)] = 1.0
         H[:, s:e] = (op @ E).to(torch.float64).cpu()

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ._util import module_mode, require_autograd
+from ..inference_mode import require_autograd
+from ._util import module_mode
 from .data import batch_size_of
 from .operator import LossCurvatureOperator
 from .outputs import LossHessian, OutputCurvature

@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from ._util import module_mode, require_autograd
+from ..inference_mode import require_autograd
+from ._util import module_mode
 from .data import batch_size_of
 from .lanczos import EigenResult, lanczos
 from .operator import LossCurvatureOperator, SymmetricOperator

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from ._util import module_mode, with_progress, require_autograd
+from ..inference_mode import require_autograd
+from ._util import module_mode, with_progress
 from .data import BatchSource, batch_size_of
 from .parametrized import ParametrizedModel
 

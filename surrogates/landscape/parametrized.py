@@ -37,7 +37,7 @@ def select_parameters(model: nn.Module, patterns: str | Sequence[str] | None) ->
         Selected names in the model's registration order.
 
     Raises:
-        ValueError: A pattern matches nothing (the message lists the available names), or
+        InputError: A pattern matches nothing (the message lists the available names), or
             nothing is selected.
     """
     named = list(model.named_parameters())

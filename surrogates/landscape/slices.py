@@ -38,7 +38,7 @@ def symmetric_grid(num_points: int, span: float) -> np.ndarray:
     """``num_points`` (odd) values from ``-span`` to ``span`` containing 0.0 exactly, exactly symmetric.
 
     Raises:
-        ValueError: ``num_points`` even or < 3, or ``span`` not positive.
+        InputError: ``num_points`` even or < 3, or ``span`` not positive.
     """
     if not isinstance(num_points, int) or num_points < 3 or num_points % 2 == 0:
         raise InputError(f"num_points must be an odd int >= 3 so the grid contains the origin, got {num_points!r}")

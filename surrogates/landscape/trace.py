@@ -133,7 +133,7 @@ class QuadraticFormVariance:
 
 def hutchinson(
     op: SymmetricOperator,
-    num_samples: int = 100,
+    num_probes: int = 100,
     *,
     seed: int | None = 0,
     distribution: str = "rademacher",
@@ -146,25 +146,25 @@ def hutchinson(
 
     Args:
         op: Symmetric operator.
-        num_samples: Number of probes ``s`` (= products).
+        num_probes: Number of probes ``s`` (= products).
         seed: Seed of the probes.
         distribution: ``"rademacher"`` or ``"gaussian"``.
         progress: tqdm bar over probes (``None``: only on a TTY).
     """
-    if not isinstance(num_samples, int) or num_samples < 1:
-        raise InputError(f"num_samples must be a positive int, got {num_samples!r}")
+    if not isinstance(num_probes, int) or num_probes < 1:
+        raise InputError(f"num_probes must be a positive int, got {num_probes!r}")
     n = op.shape[0]
     gen = make_generator(seed)
-    Z = probes(n, num_samples, gen, distribution).to(op.device)
+    Z = probes(n, num_probes, gen, distribution).to(op.device)
     start = op.num_products
-    vals = np.empty(num_samples)
+    vals = np.empty(num_probes)
     spread = QuadraticFormVariance(n, distribution)
-    for i in with_progress(range(num_samples), enabled=progress, total=num_samples, desc="Hutchinson"):
+    for i in with_progress(range(num_probes), enabled=progress, total=num_probes, desc="Hutchinson"):
         z = Z[:, i]
         w = op @ z
         vals[i] = float(z @ w)
         spread.add(z, w)
-    stderr = float(np.sqrt(spread.variance() / num_samples))
+    stderr = float(np.sqrt(spread.variance() / num_probes))
     return TraceEstimate(float(vals.mean()), stderr, op.num_products - start, "hutchinson", vals)
 
 
