@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import load_script
 
 HEAVY = ("lightning", "hydra", "matplotlib")
 
@@ -38,3 +39,12 @@ def test_fitting_names_still_resolve_from_the_package_root():
     assert set(surrogates.__all__) <= set(dir(surrogates))
     with pytest.raises(AttributeError, match="no attribute 'fitt'"):
         surrogates.fitt
+
+
+@pytest.mark.slow
+def test_package_import_costs_at_most_one_and_a_half_torch_imports():
+    """CPU time of fresh interpreters, interleaved (scripts/bench_imports.py): torch dominates."""
+    bench = load_script("bench_imports")
+    statement = "import surrogates; surrogates.Surrogate; surrogates.load; surrogates.calculus.hessian"
+    rows = bench.measure((bench.BASELINE, statement), repeats=3)
+    assert rows[statement]["cpu_ratio"] <= 1.5, rows
