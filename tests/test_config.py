@@ -1,7 +1,10 @@
-"""Every config group composes, and every object in it instantiates from its _target_."""
+"""Every config group composes, every object in it instantiates from its _target_, and a value
+of the wrong type is refused at composition (the schemas in surrogates/config.py), naming its key."""
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -9,6 +12,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from surrogates import config
 from surrogates.fitting.datamodule import SurrogateDataModule
 from surrogates.fitting.module import SurrogateModule
 
@@ -112,3 +116,98 @@ def test_unknown_keys_and_options_are_rejected(compose_config):
         compose_config("train", ["model.widht=3"])
     with pytest.raises(MissingConfigException, match="quartc"):
         compose_config("train", ["data=quartc"])
+
+
+# ---------------------------------------------------------------------- schemas: types at composition
+
+SCHEMAS = {"train": config.TrainSchema, "query": config.QuerySchema, "critical": config.CriticalSchema,
+           "landscape": config.LandscapeSchema}
+
+
+def test_every_command_has_a_schema():
+    assert sorted(SCHEMAS) == _options(".")
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMAS))
+def test_every_command_config_composes_typed_by_its_schema(compose_config, name):
+    cfg = compose_config(name)
+    assert OmegaConf.get_type(cfg) is SCHEMAS[name]
+    assert OmegaConf.missing_keys(cfg) == set()  # the YAML gives every field of the schema a value
+
+
+#: (config, override, the key the error must name): ints, floats, bools, list elements, a union
+WRONG_TYPES = [
+    ("train", "model.width=abc", "model.width"),
+    ("query", "batch_size=abc", "batch_size"),
+    ("query", "grid.lower=[0,abc]", "grid.lower[1]"),
+    ("query", "plot=maybe", "plot"),
+    ("query", "integrate.radius=wide", "integrate.radius"),
+    ("critical", "search.starts=abc", "search.starts"),
+    ("critical", "search.gradient_tol=tiny", "search.gradient_tol"),
+    ("critical", "basins.enabled=maybe", "basins.enabled"),
+    ("critical", "threads=1.5", "threads"),
+    ("landscape", "spectrum.k=abc", "spectrum.k"),
+    ("landscape", "seed=1.5", "seed"),
+    ("landscape", "slices.span=wide", "slices.span"),
+    ("landscape", "hessian.cache_graphs=3", "hessian.cache_graphs"),
+    ("landscape", "density.deflate=maybe", "density.deflate"),
+]
+WRONG_IDS = [override for _, override, _ in WRONG_TYPES]
+
+
+@pytest.mark.parametrize("name, override, key", WRONG_TYPES, ids=WRONG_IDS)
+def test_a_wrong_typed_value_is_refused_at_composition_naming_its_key(compose_config, name, override, key):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException) as refused:
+        compose_config(name, [override])
+    assert f"full_key: {key}\n" in f"{refused.value.__cause__}\n", refused.value.__cause__
+    assert override in str(refused.value)
+
+
+@pytest.mark.parametrize("name, override, key", WRONG_TYPES, ids=WRONG_IDS)
+def test_the_command_refuses_a_wrong_typed_value_before_it_runs(name, override, key, tmp_path, capsys):
+    """Through the console script's entry point: Hydra's report of the override, no traceback, no run folder."""
+    import importlib
+
+    main = importlib.import_module(f"surrogates.cli.{name}").main
+    argv = sys.argv
+    sys.argv = [f"surrogates-{name}", override, f"hydra.run.dir={tmp_path / 'run'}"]
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+    finally:
+        sys.argv = argv
+    err = capsys.readouterr().err
+    assert exited.value.code not in (0, None) and "Traceback" not in err, err
+    assert f"Error merging override {override}" in err and re.search(rf"full_key: {re.escape(key)}$", err, re.M), err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "name, override, key, value",
+    [
+        ("query", "grid.counts=[100,50]", "grid.counts", [100, 50]),  # a number or a list
+        ("query", "grid.counts=7", "grid.counts", 7),
+        ("query", "grid.lower=[-1,0]", "grid.lower", [-1.0, 0.0]),
+        ("query", "integrate.vertices=[[0,0],[1,0],[0,1]]", "integrate.vertices", [[0, 0], [1, 0], [0, 1]]),
+        ("query", "extrapolation=nan", "extrapolation", "nan"),  # the command line's nan is a float
+        ("query", "train_overrides=['data=sincos']", "train_overrides", ["data=sincos"]),
+        ("critical", "search.chunk_size=256", "search.chunk_size", 256),
+        ("critical", "refine.function=convex_sines", "refine.function", "convex_sines"),
+        ("landscape", "hessian.cache_graphs=false", "hessian.cache_graphs", False),
+        ("landscape", "hessian.params=[layers.0.*]", "hessian.params", ["layers.0.*"]),
+        ("landscape", "hessian.params=layers.0.weight", "hessian.params", "layers.0.weight"),
+        ("landscape", "network.model={_target_:torch.nn.Linear,in_features:2,out_features:1}", "network.model",
+         {"_target_": "torch.nn.Linear", "in_features": 2, "out_features": 1}),
+        ("landscape", "data.source=data.npz", "data.source", "data.npz"),
+        ("landscape", "loss={_target_:torch.nn.MSELoss}", "loss", {"_target_": "torch.nn.MSELoss"}),
+        ("landscape", "slices.eigen_span=2", "slices.eigen_span", 2.0),
+        ("landscape", "progress=true", "progress", True),
+    ],
+)
+def test_the_documented_forms_of_a_value_compose(compose_config, name, override, key, value):
+    """What the YAML comments promise (a number or a list, a mapping or a path, ints for floats) passes."""
+    got = OmegaConf.select(compose_config(name, [override]), key)
+    got = OmegaConf.to_container(got) if OmegaConf.is_config(got) else got
+    assert got == value and type(got) is type(value)

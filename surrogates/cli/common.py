@@ -136,9 +136,9 @@ def set_threads(threads: int | None) -> None:
     then the fast choice.
     """
     if threads is not None:
-        if int(threads) < 1:
+        if threads < 1:
             raise InputError(f"threads must be a positive integer or null, got {threads}")
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(threads)
 
 
 def load_or_train(checkpoint: str | Path | None, output_dir: str | Path, overrides: Sequence[str] = ()) -> Surrogate:

@@ -19,6 +19,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+import surrogates.config  # noqa: F401  (registers critical_schema, which configs/critical.yaml names)
 from surrogates.cli.common import load_or_train, reported_errors, set_threads
 from surrogates.console import report
 from surrogates.critical.flow import basins

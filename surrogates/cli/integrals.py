@@ -43,7 +43,7 @@ def region_from_config(spec: DictConfig | None, surrogate: Surrogate) -> Region 
     """
     if spec is None or spec.get("region") is None:
         return None
-    name = str(spec.region).lower()
+    name = spec.region.lower()
     if name not in REGION_KEYS:
         raise InputError(f"integrate.region must be one of {sorted(REGION_KEYS)} or null, got {spec.region!r}")
     stray = [key for key in _ALL_KEYS if key not in REGION_KEYS[name] and _setting(spec, key) is not None]

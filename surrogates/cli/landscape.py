@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+import surrogates.config  # noqa: F401  (registers landscape_schema, which configs/landscape.yaml names)
 from surrogates.cli.common import keep_freed_memory, reported_errors, set_threads
 from surrogates.console import report
 from surrogates.errors import InputError
@@ -61,7 +62,7 @@ def _network(cfg: DictConfig, out: Path) -> tuple[torch.nn.Module, Any, dict[str
     if len(given) > 1:
         raise InputError(f"give only one of network.model, network.archive, network.surrogate; got {given}")
     if not given:
-        ex = bundled_example(seed=int(cfg.seed), steps=int(cfg.example.steps), n_samples=int(cfg.example.n_samples))
+        ex = bundled_example(seed=cfg.seed, steps=cfg.example.steps, n_samples=cfg.example.n_samples)
         write_with(out / "example_model.pt", lambda p: torch.save(ex.model.state_dict(), p))
         write_with(out / "example_data.npz", lambda p: np.savez(p, x=ex.X.numpy(), y=ex.Y.numpy()))
         return ex.model, (ex.X, ex.Y), {"kind": "bundled example", **ex.info}
@@ -71,13 +72,13 @@ def _network(cfg: DictConfig, out: Path) -> tuple[torch.nn.Module, Any, dict[str
             raise InputError(f"network.model built a {type(model).__name__}, not a torch.nn.Module")
         info: dict[str, Any] = {"kind": "model", "target": str(net.model._target_)}
         if net.state_dict is not None:
-            state = loading.load_state_dict(net.state_dict, key=net.state_dict_key, prefix=net.state_dict_prefix or "")
+            state = loading.load_state_dict(net.state_dict, key=net.state_dict_key, prefix=net.state_dict_prefix)
             loading.apply_state_dict(model, state, source=f"state dict {net.state_dict}")
-            info["state_dict"] = str(net.state_dict)
+            info["state_dict"] = net.state_dict
         return model, None, info
     if given[0] == "archive":
-        return loading.load_archive(net.archive), None, {"kind": "archive", "path": str(net.archive)}
-    return loading.load_surrogate(net.surrogate), None, {"kind": "surrogate", "path": str(net.surrogate)}
+        return loading.load_archive(net.archive), None, {"kind": "archive", "path": net.archive}
+    return loading.load_surrogate(net.surrogate), None, {"kind": "surrogate", "path": net.surrogate}
 
 
 def _data(cfg: DictConfig, default: Any) -> Any:
@@ -105,7 +106,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     set_threads(cfg.threads)
     if cfg.trace.method not in ("deflated", "density", "hutchpp"):
         raise InputError(f"trace.method must be deflated, density or hutchpp, got {cfg.trace.method!r}")
-    seed = int(cfg.seed)
+    seed = cfg.seed
     bar = cfg.progress
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
@@ -142,10 +143,10 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     base = op.evaluate(None, metrics)
 
     # ---- spectrum: top-k and bottom-k from one Lanczos run (shared Krylov space)
-    k = min(int(cfg.spectrum.k), max(1, (op.n - 1) // 2))
+    k = min(cfg.spectrum.k, max(1, (op.n - 1) // 2))
     t = time.perf_counter()
     op.reset_counter()
-    spec = lanczos(op, k, "BE", max_iter=cfg.spectrum.max_iter, tol=cfg.spectrum.tol, seed=seed, keep_basis=bool(cfg.density.deflate) or cfg.trace.method == "deflated", progress=bar)
+    spec = lanczos(op, k, "BE", max_iter=cfg.spectrum.max_iter, tol=cfg.spectrum.tol, seed=seed, keep_basis=cfg.density.deflate or cfg.trace.method == "deflated", progress=bar)
     spec_products = op.num_products
     if cfg.spectrum.refine and op.dtype != torch.float64:
         op64 = HessianOperator(model, loss_fn, data, params=params, dtype=torch.float64, batch_size=cfg.data.batch_size, cache_graphs=cfg.hessian.cache_graphs, mode=cfg.hessian.mode)
@@ -159,18 +160,18 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     t = time.perf_counter()
     op.reset_counter()
     if cfg.trace.method == "hutchpp":
-        tr = hutchpp(op, int(cfg.trace.num_products), seed=seed + 1, progress=bar)
+        tr = hutchpp(op, cfg.trace.num_products, seed=seed + 1, progress=bar)
         trace = tr.to_dict()
     elif cfg.trace.method == "deflated":
         # one-step SLQ probes are Hutchinson probes in the complement of the basis, and the
         # implied trace adds the basis's Rayleigh quotients: exactly the deflated estimator
-        tr = spectral_density(op, int(cfg.trace.num_probes), 1, seed=seed + 1, deflate=spec, progress=bar)
+        tr = spectral_density(op, cfg.trace.num_probes, 1, seed=seed + 1, deflate=spec, progress=bar)
         trace = {"method": "Krylov-deflated Hutchinson", "value": tr.trace, "stderr": tr.trace_stderr,
                  "num_products": tr.num_products, "num_probes": len(tr.nodes), "krylov_dim": len(tr.deflated)}
     timings["trace_s"] = time.perf_counter() - t
     t = time.perf_counter()
     op.reset_counter()
-    dens = spectral_density(op, int(cfg.density.num_probes), int(cfg.density.num_steps), seed=seed + 2, deflate=spec if cfg.density.deflate else None, progress=bar)
+    dens = spectral_density(op, cfg.density.num_probes, cfg.density.num_steps, seed=seed + 2, deflate=spec if cfg.density.deflate else None, progress=bar)
     timings["density_s"] = time.perf_counter() - t
     if cfg.trace.method == "density":
         trace = {"method": "density", "value": dens.trace, "stderr": dens.trace_stderr,
@@ -181,15 +182,15 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     if cfg.layers.enabled:
         t = time.perf_counter()
         layers = layer_spectra(
-            model, loss_fn, data, params=params, max_iter=int(cfg.layers.max_iter), tol=cfg.spectrum.tol,
-            trace_probes=int(cfg.layers.trace_probes), seed=seed + 5, dtype=dtype,
+            model, loss_fn, data, params=params, max_iter=cfg.layers.max_iter, tol=cfg.spectrum.tol,
+            trace_probes=cfg.layers.trace_probes, seed=seed + 5, dtype=dtype,
             batch_size=cfg.data.batch_size, cache_graphs=cfg.hessian.cache_graphs, mode=cfg.hessian.mode, progress=bar,
         )
         timings["layers_s"] = time.perf_counter() - t
 
     # ---- exact reference for small networks
     exact = None
-    if op.n <= int(cfg.exact.max_params):
+    if op.n <= cfg.exact.max_params:
         t = time.perf_counter()
         ev = exact_spectrum(op, progress=bar)
         timings["exact_s"] = time.perf_counter() - t
@@ -198,7 +199,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
             "trace": float(np.sum(ev)),
             "lambda_max": float(ev[-1]),
             "lambda_min": float(ev[0]),
-            "num_negative": int(np.sum(ev < -float(cfg.critical.negative_rtol) * np.max(np.abs(ev)))),
+            "num_negative": int(np.sum(ev < -cfg.critical.negative_rtol * np.max(np.abs(ev)))),
             "top_abs_error": np.abs(top - ev[::-1][:k]).tolist(),
             "bottom_abs_error": np.abs(bottom - ev[:k]).tolist(),
             "trace_rel_error": abs(trace["value"] - float(np.sum(ev))) / abs(float(np.sum(ev))),
@@ -208,8 +209,8 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     character = characterize(
         grad_norm,
         exact["eigenvalues"] if exact else spec.eigenvalues,
-        gradient_atol=float(cfg.critical.gradient_atol),
-        negative_rtol=float(cfg.critical.negative_rtol),
+        gradient_atol=cfg.critical.gradient_atol,
+        negative_rtol=cfg.critical.negative_rtol,
         full_spectrum=exact is not None,
         converged=spec.all_converged,
     )
@@ -220,17 +221,17 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     op.reset_counter()
     sl = cfg.slices
     origin = {(0.0,): base}
-    s2 = random_slice(op, int(sl.points_2d), float(sl.span), dims=2, seed=seed + 3, metrics=metrics, known={(0.0, 0.0): base}, progress=bar)
-    s1 = random_slice(op, int(sl.points_1d), float(sl.span), seed=seed + 3, metrics=metrics, known=slice_row(s2), progress=bar)
+    s2 = random_slice(op, sl.points_2d, sl.span, dims=2, seed=seed + 3, metrics=metrics, known={(0.0, 0.0): base}, progress=bar)
+    s1 = random_slice(op, sl.points_1d, sl.span, seed=seed + 3, metrics=metrics, known=slice_row(s2), progress=bar)
     lam = float(top[0])
-    espan = float(sl.eigen_span) if sl.eigen_span is not None else (math.sqrt(2.0 / lam) if lam > 0 else 1.0)
+    espan = sl.eigen_span if sl.eigen_span is not None else (math.sqrt(2.0 / lam) if lam > 0 else 1.0)
     v1 = spec.eigenvectors[:, 0]
     v1 = v1 * torch.sign(v1[torch.argmax(v1.abs())])  # an eigenvector has no sign: fix one, so runs draw the same curve
-    se = eigenvector_slice(op, v1, int(sl.points_1d), espan, metrics=metrics, known=origin, progress=bar)
+    se = eigenvector_slice(op, v1, sl.points_1d, espan, metrics=metrics, known=origin, progress=bar)
     path = None
     if cfg.network.compare_state_dict is not None:
-        other = loading.load_state_dict(cfg.network.compare_state_dict, key=cfg.network.state_dict_key, prefix=cfg.network.state_dict_prefix or "")
-        path = interpolation_path(op, None, other, int(sl.path_points), extend=float(sl.path_extend), metrics=metrics, progress=bar)
+        other = loading.load_state_dict(cfg.network.compare_state_dict, key=cfg.network.state_dict_key, prefix=cfg.network.state_dict_prefix)
+        path = interpolation_path(op, None, other, sl.path_points, extend=sl.path_extend, metrics=metrics, progress=bar)
     timings["slices_s"] = time.perf_counter() - t
 
     summary: dict[str, Any] = {

@@ -13,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+import surrogates.config  # noqa: F401  (registers query_schema, which configs/query.yaml names)
 from surrogates.cli.common import load_or_train, reported_errors, set_threads
 from surrogates.cli.integrals import (
     format_integral,
@@ -78,14 +79,11 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     return a summary."""
     output_dir = Path(output_dir)
     surrogate = load_or_train(cfg.checkpoint, output_dir, OmegaConf.to_container(cfg.train_overrides, resolve=True))
-    region = region_from_config(cfg.get("integrate"), surrogate)  # a bad region fails before any work
+    region = region_from_config(cfg.integrate, surrogate)  # a bad region fails before any work
     quantities = list(cfg.quantities)
     if not quantities and region is None:
         raise InputError("nothing to compute: quantities=[] and no integrate.region")
-    extrapolation = cfg.get("extrapolation", "warn")
-    if isinstance(extrapolation, float) and np.isnan(extrapolation):
-        extrapolation = "nan"  # the command line's extrapolation=nan arrives as the float NaN
-    extrapolation = check_extrapolation_mode(extrapolation)
+    extrapolation = check_extrapolation_mode(cfg.extrapolation)
     integral = None if region is None else integral_summary(surrogate, region, cfg.integrate, extrapolation)
     summary = {
         "surrogate": repr(surrogate),

@@ -6,8 +6,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+import surrogates.config  # noqa: F401  (registers train_schema, which configs/train.yaml names)
 from surrogates.cli.common import format_summary, reported_errors, set_threads
 from surrogates.console import report
 from surrogates.fitting.active import active_train
@@ -18,10 +19,9 @@ def run(cfg: DictConfig, output_dir: str) -> dict:
     """Train (actively sampling when ``active.rounds`` > 0), report a short summary and the
     output folder (:func:`surrogates.console.report`: console and the run's ``train.log``),
     return the summary."""
-    rounds = int(OmegaConf.select(cfg, "active.rounds", default=0))
-    if rounds > 0:
+    if cfg.active.rounds > 0:
         summary = active_train(
-            cfg, instantiate(cfg.data.source), output_dir, rounds=rounds, batch=cfg.active.batch,
+            cfg, instantiate(cfg.data.source), output_dir, rounds=cfg.active.rounds, batch=cfg.active.batch,
             candidates_per_pick=cfg.active.candidates_per_pick, log=rank_zero_only(report),
         ).summary
     else:
