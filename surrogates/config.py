@@ -174,7 +174,7 @@ class NetworkSchema:
     model: Any = MISSING  # a _target_ mapping (any importable nn.Module) or null
     state_dict: Optional[str] = MISSING
     state_dict_key: Optional[str] = MISSING
-    state_dict_prefix: str = MISSING
+    state_dict_prefix: Optional[str] = MISSING
     archive: Optional[str] = MISSING
     surrogate: Optional[str] = MISSING
     compare_state_dict: Optional[str] = MISSING

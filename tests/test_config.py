@@ -204,6 +204,7 @@ def test_the_command_refuses_a_wrong_typed_value_before_it_runs(name, override, 
         ("landscape", "loss={_target_:torch.nn.MSELoss}", "loss", {"_target_": "torch.nn.MSELoss"}),
         ("landscape", "slices.eigen_span=2", "slices.eigen_span", 2.0),
         ("landscape", "progress=true", "progress", True),
+        ("landscape", "network.state_dict_prefix=null", "network.state_dict_prefix", None),  # as "" (no prefix)
     ],
 )
 def test_the_documented_forms_of_a_value_compose(compose_config, name, override, key, value):

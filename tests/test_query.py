@@ -76,6 +76,8 @@ def test_grid_points():
     assert {tuple(p) for p in X} >= {(0.0, -1.0), (1.0, 1.0), (0.5, 0.0)}
     with pytest.raises(ValueError, match="is 100,000,000 points"):
         grid_points([0] * 4, [1] * 4, 100)
+    with pytest.raises(InputError, match=r"grid counts must be whole numbers .* got 'abc'"):
+        grid_points([0, 0], [1, 1], "abc")  # grid.counts=abc: the schema cannot type a number-or-list
 
 
 def test_cli_with_checkpoint_and_points_file(compose_config, surrogate, tmp_path):

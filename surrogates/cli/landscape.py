@@ -72,7 +72,7 @@ def _network(cfg: DictConfig, out: Path) -> tuple[torch.nn.Module, Any, dict[str
             raise InputError(f"network.model built a {type(model).__name__}, not a torch.nn.Module")
         info: dict[str, Any] = {"kind": "model", "target": str(net.model._target_)}
         if net.state_dict is not None:
-            state = loading.load_state_dict(net.state_dict, key=net.state_dict_key, prefix=net.state_dict_prefix)
+            state = loading.load_state_dict(net.state_dict, key=net.state_dict_key, prefix=net.state_dict_prefix or "")
             loading.apply_state_dict(model, state, source=f"state dict {net.state_dict}")
             info["state_dict"] = net.state_dict
         return model, None, info
@@ -230,7 +230,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     se = eigenvector_slice(op, v1, sl.points_1d, espan, metrics=metrics, known=origin, progress=bar)
     path = None
     if cfg.network.compare_state_dict is not None:
-        other = loading.load_state_dict(cfg.network.compare_state_dict, key=cfg.network.state_dict_key, prefix=cfg.network.state_dict_prefix)
+        other = loading.load_state_dict(cfg.network.compare_state_dict, key=cfg.network.state_dict_key, prefix=cfg.network.state_dict_prefix or "")
         path = interpolation_path(op, None, other, sl.path_points, extend=sl.path_extend, metrics=metrics, progress=bar)
     timings["slices_s"] = time.perf_counter() - t
 

@@ -116,7 +116,10 @@ def grid_points(lower: Sequence[float], upper: Sequence[float], counts: int | Se
     """A regular grid over a box, (∏ counts, d), including both corners."""
     lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
     d = lower.size
-    counts = [int(counts)] * d if np.isscalar(counts) else [int(c) for c in counts]
+    listed = [counts] * d if np.isscalar(counts) else list(counts)
+    if not all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in listed):
+        raise InputError(f"grid counts must be whole numbers (one, or one per input), got {counts!r}")
+    counts = [int(c) for c in listed]
     if len(counts) != d or upper.shape != lower.shape:
         raise InputError(f"grid needs {d} counts and bounds for {d} inputs, got counts {counts}, upper {upper.tolist()}")
     if min(counts) < 1 or not np.all(upper >= lower):
