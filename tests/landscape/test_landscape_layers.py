@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_landscape_helpers import (  # noqa: F401
+from landscape_helpers import (  # noqa: F401
     assert_unchanged,
     classification_data,
     one_thread,

@@ -1,6 +1,6 @@
 """Property tests (hypothesis) of the derivative API on random package MLPs and analytic functions.
 
-tests/test_calculus.py checks closed forms, and these identities on a few fixed functions; here
+tests/calculus/test_calculus.py checks closed forms, and these identities on a few fixed functions; here
 hypothesis draws the function (MLP architecture, activation, input/output sizes, seed, or one
 of the analytic test functions), the points, the chunk size and the batch composition:
 

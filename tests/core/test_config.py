@@ -16,7 +16,7 @@ from surrogates import config
 from surrogates.fitting.datamodule import SurrogateDataModule
 from surrogates.fitting.module import SurrogateModule
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def _options(group: str) -> list[str]:

@@ -1,6 +1,6 @@
 """Curvature products over shards in two processes (torch.distributed, gloo on CPU) = one process on all rows.
 
-This file is also the worker: ``python tests/test_landscape_distributed.py <out> <rank> <port>``
+This file is also the worker: ``python tests/landscape/test_landscape_distributed.py <out> <rank> <port>``
 joins a 2-process gloo group, builds :class:`DistributedOperator` s over its (unequal) shard and
 saves what it computed in ``<out>/rank<r>.npz``. The test compares both processes with each
 other and with float64 dense Hessians of the whole data set computed in the test process.
@@ -26,7 +26,7 @@ WORLD = 2
 
 
 def _problem():
-    from test_landscape_helpers import classification_data, small_mlp
+    from landscape_helpers import classification_data, small_mlp
 
     model = small_mlp(d_in=4, hidden=5, d_out=3, seed=3)
     X, Y = classification_data(n=N_ROWS, d_in=4, d_out=3, seed=7)
@@ -95,7 +95,10 @@ def _free_port() -> int:
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("distributed")
     port = _free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    # the workers import landscape_helpers from the tests' root folder
+    tests_root = str(HERE.parent)
+    path = os.pathsep.join(p for p in (tests_root, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
     workers = [
         subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(out), str(r), str(port)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -108,7 +111,7 @@ def ranks(tmp_path_factory):
 
 
 def _dense_reference(loss, T):
-    from test_landscape_helpers import reference_hessian
+    from landscape_helpers import reference_hessian
 
     model, X, _, _ = _problem()
     H = reference_hessian(model, loss, X, T).numpy()

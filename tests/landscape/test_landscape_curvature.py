@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_landscape_helpers import (
+from landscape_helpers import (
     assert_unchanged,
     classification_data,
     one_thread,  # noqa: F401 (autouse fixture)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "surrogates"
 
 #: Lowest first; a module may import modules of its own layer or below (ARCHITECTURE.md).

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
-from test_landscape_helpers import (  # noqa: F401
+from landscape_helpers import (  # noqa: F401
     assert_unchanged,
     one_thread,
     reference_hessian,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.sparse.linalg import eigsh
-from test_landscape_helpers import (
+from landscape_helpers import (
     assert_unchanged,
     classification_data,
     one_thread,  # noqa: F401 (autouse fixture)

@@ -1,7 +1,7 @@
 """Training and the derivative query under Lightning's DDP strategy (2 CPU processes, gloo).
 
 Lightning starts the second process by re-running the command, so this file is also the worker
-script: ``python tests/test_ddp.py <out> single|ddp`` trains, validates and queries, and every
+script: ``python tests/fitting/test_ddp.py <out> single|ddp`` trains, validates and queries, and every
 process records what it computed (weights, metrics, query results, which files it wrote) in
 ``<out>/rank<r>.npz`` / ``.json``. The tests compare the two processes with each other and with
 a single-process run.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import load_script
-from test_landscape_helpers import one_thread  # noqa: F401 (autouse fixture)
+from landscape_helpers import one_thread  # noqa: F401 (autouse fixture)
 
 from surrogates.landscape import Example, teacher_classification
 

@@ -11,7 +11,7 @@ import torch
 import surrogates
 from surrogates.fitting.evidence import last_layer_evidence
 from surrogates.fitting.functions import get_function
-from tests.conftest import FAST
+from conftest import FAST
 
 POLISH = [*FAST, "model.polish_epochs=5", "model.polish_iterations=100", "trainer.max_epochs=205", "logger=none"]
 

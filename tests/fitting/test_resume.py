@@ -44,7 +44,7 @@ def _runs(tmp_path: Path) -> list[Path]:
 
 def test_resume_goes_on_in_the_interrupted_runs_folder_and_loses_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # Hydra's default run folder: outputs/<job name>/<date>/<time>
-    crashed = _main([*COMMON, "+callbacks.crash._target_=test_train.CrashAt", "+callbacks.crash.epoch=15"])
+    crashed = _main([*COMMON, "+callbacks.crash._target_=crash_callback.CrashAt", "+callbacks.crash.epoch=15"])
     assert crashed != 0
     [run] = _runs(tmp_path)
     last = run / "checkpoints" / "last.ckpt"

@@ -3,10 +3,10 @@
 Each case runs ``surrogates-train`` or ``surrogates-query`` (in-process, through the same
 Hydra entry point) into a folder that already holds a good run's files, and checks: non-zero
 exit, a short message naming the problem and the place, no traceback, and the good files
-byte-identical afterwards (nothing written or overwritten). ``python tests/test_bad_input.py``
+byte-identical afterwards (nothing written or overwritten). ``python tests/cli/test_bad_input.py``
 prints the case → message table.
 
-The Python-level versions of many cases live in tests/test_data.py and tests/test_train.py.
+The Python-level versions of many cases live in tests/fitting/test_data.py and tests/fitting/test_train.py.
 """
 
 from __future__ import annotations
@@ -404,7 +404,7 @@ def test_a_lightning_checkpoint_given_as_the_surrogate_names_its_run_and_a_run_f
     what the file is and which surrogate file exists (or that none does yet)."""
     run_dir, last = tmp_path / "run", tmp_path / "run" / "checkpoints" / "last.ckpt"
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train_cli.run(compose_config("train", [*QUICK, "+callbacks.crash._target_=test_train.CrashAt",
+        train_cli.run(compose_config("train", [*QUICK, "+callbacks.crash._target_=crash_callback.CrashAt",
                                                "+callbacks.crash.epoch=15"]), output_dir=str(run_dir))
     capsys.readouterr()
     code, err = run_cli("query", [f"checkpoint={last}"], tmp_path / "q1", capsys)

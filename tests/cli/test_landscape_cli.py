@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_module
-from test_landscape_helpers import one_thread, reference_hessian  # noqa: F401
+from landscape_helpers import one_thread, reference_hessian  # noqa: F401
 from torch import nn
 
 from surrogates.cli.landscape import run

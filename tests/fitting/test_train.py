@@ -281,17 +281,6 @@ def test_cli_bad_data_gives_one_line_error_and_exit_2(tmp_path):
 # ---------------------------------------------------------------------- determinism and resuming
 
 
-class CrashAt(L.Callback):
-    """Simulates a killed run: raises at the end of a given training epoch."""
-
-    def __init__(self, epoch: int):
-        self.epoch = epoch
-
-    def on_train_epoch_end(self, trainer, module):
-        if trainer.current_epoch == self.epoch:
-            raise RuntimeError("simulated crash")
-
-
 def test_same_seed_gives_identical_surrogates(compose_config, tmp_path):
     X = np.random.default_rng(5).uniform(-2, 2, (40, 2))
     runs = [_train(compose_config, tmp_path / str(i), ["trainer.max_epochs=12", "model.polish_epochs=2"]) for i in range(2)]
@@ -304,7 +293,7 @@ def test_interrupted_run_resumes_to_the_same_result(compose_config, tmp_path):
     common = ["trainer.max_epochs=30", "model.polish_epochs=5"]
     straight = _train(compose_config, tmp_path / "straight", common)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _train(compose_config, tmp_path / "crashed", [*common, "+callbacks.crash._target_=test_train.CrashAt", "+callbacks.crash.epoch=15"])
+        _train(compose_config, tmp_path / "crashed", [*common, "+callbacks.crash._target_=crash_callback.CrashAt", "+callbacks.crash.epoch=15"])
     last = tmp_path / "crashed" / "checkpoints" / "last.ckpt"
     assert last.is_file() and not (tmp_path / "crashed" / SURROGATE_FILE).exists()
     resumed = _train(compose_config, tmp_path / "resumed", [*common, f"ckpt_path={last}"])
@@ -330,7 +319,7 @@ def test_polish_epochs_see_the_whole_training_set_in_one_batch(compose_config, t
     BatchSizes.seen = {}
     if resumed:
         with pytest.raises(RuntimeError, match="simulated crash"):
-            _train(compose_config, tmp_path, [*common, "+callbacks.crash._target_=test_train.CrashAt", "+callbacks.crash.epoch=28"])
+            _train(compose_config, tmp_path, [*common, "+callbacks.crash._target_=crash_callback.CrashAt", "+callbacks.crash.epoch=28"])
         BatchSizes.seen = {}
         _train(compose_config, tmp_path / "resumed", [*common, f"ckpt_path={tmp_path / 'checkpoints' / 'last.ckpt'}"])
         assert min(BatchSizes.seen) == 20  # resumed from the checkpoint after epoch 19, in the Adam phase
@@ -423,7 +412,7 @@ def test_run_resumed_mid_polish_keeps_the_same_state(compose_config, tmp_path):
     PolishLosses.losses = {}
     straight = _train(compose_config, tmp_path / "straight", common)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _train(compose_config, tmp_path / "crashed", [*common, "+callbacks.crash._target_=test_train.CrashAt", "+callbacks.crash.epoch=31"])
+        _train(compose_config, tmp_path / "crashed", [*common, "+callbacks.crash._target_=crash_callback.CrashAt", "+callbacks.crash.epoch=31"])
     last = tmp_path / "crashed" / "checkpoints" / "last.ckpt"
     resumed = _train(compose_config, tmp_path / "resumed", [*common, f"ckpt_path={last}"])
     assert resumed.summary["polish_kept_epoch"] == straight.summary["polish_kept_epoch"]

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 import torch
-from test_landscape_helpers import (
+from landscape_helpers import (
     assert_unchanged,
     classification_data,
     one_thread,  # noqa: F401 (autouse fixture)
