@@ -43,6 +43,15 @@ def _cases():
     ]
 
 
+def _other_curvatures(ggn, fisher):
+    """The other sample-mean curvature matrices, by label: constructors taking (model, loss, data, batch_size)."""
+    return {
+        "ggn": ggn,
+        "fisher_empirical": lambda *a, **k: fisher(*a, kind="empirical", **k),
+        "fisher_true": lambda *a, **k: fisher(*a, kind="true", **k),
+    }
+
+
 def _vectors(n):
     return torch.randn(n, 3, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
 
@@ -50,7 +59,7 @@ def _vectors(n):
 def _worker(out: Path, rank: int, port: int) -> None:
     import torch.distributed as dist
 
-    from surrogates.landscape import HessianOperator, hutchinson, lanczos
+    from surrogates.landscape import FisherOperator, GGNOperator, HessianOperator, hutchinson, lanczos
     from surrogates.landscape.distributed import DistributedOperator
 
     torch.set_num_threads(1)
@@ -73,6 +82,9 @@ def _worker(out: Path, rank: int, port: int) -> None:
         saved[f"{name}.lanczos"] = top.eigenvalues
         saved[f"{name}.lanczos_iterations"] = np.array(top.iterations)
         saved[f"{name}.hutchinson"] = np.array(hutchinson(op, 20, seed=4).value)
+        for label, other in _other_curvatures(GGNOperator, FisherOperator).items():
+            shards = other(model, loss, (X[rows], T[rows]), batch_size=batch)
+            saved[f"{name}.{label}"] = (DistributedOperator(shards) @ V).numpy()
     from surrogates.errors import InputError
     from surrogates.landscape import DenseSymmetricOperator
 
@@ -95,10 +107,7 @@ def _free_port() -> int:
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("distributed")
     port = _free_port()
-    # the workers import landscape_helpers from the tests' root folder
-    tests_root = str(HERE.parent)
-    path = os.pathsep.join(p for p in (tests_root, os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONPATH": path}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     workers = [
         subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(out), str(r), str(port)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -165,6 +174,22 @@ def test_sharded_loss_gradient_and_estimators_equal_one_process(ranks, case):
     assert abs(np.mean(halves) - value) > 1e-3 * abs(value)
 
 
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c[0])
+def test_sharded_ggn_and_fisher_products_equal_one_process(ranks, case):
+    """GGN, empirical and true Fisher over the shards against the same operator on all rows in one process."""
+    from surrogates.landscape import FisherOperator, GGNOperator
+
+    name, loss, kind, batch, _ = case
+    model, X, Y, targets = _problem()
+    T = Y if kind == "labels" else targets
+    for label, build in _other_curvatures(GGNOperator, FisherOperator).items():
+        V = _vectors(build(model, loss, (X, T)).n)
+        single = (build(model, loss, (X, T), batch_size=batch) @ V).numpy()
+        for got in ranks:
+            np.testing.assert_allclose(got[f"{name}.{label}"], single, rtol=0, atol=1e-12 * np.abs(single).max(), err_msg=label)
+        assert np.abs(single).max() > 0, label
+
+
 def test_distributed_operator_refuses_without_a_process_group():
     from surrogates.errors import InputError
     from surrogates.landscape import DenseSymmetricOperator
@@ -179,5 +204,5 @@ def test_distributed_operator_refuses_without_a_process_group():
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE))
+    sys.path.insert(0, str(HERE.parent))  # landscape_helpers lives in the tests' root folder
     _worker(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
