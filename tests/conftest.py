@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -37,3 +39,18 @@ def load_script(name: str) -> ModuleType:
     sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def run_command(name: str, args: Sequence[str]) -> int:
+    """``surrogates-<name> *args`` in this process, through the console script's entry point (Hydra's
+    real ``main``: its argument parsing, composition and error report); the exit code, 0 when it returns."""
+    main = importlib.import_module(f"surrogates.cli.{name}").main
+    argv = sys.argv
+    sys.argv = [f"surrogates-{name}", *args]
+    try:
+        main()
+    except SystemExit as exited:
+        return 0 if exited.code is None else exited.code
+    finally:
+        sys.argv = argv
+    return 0

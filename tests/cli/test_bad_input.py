@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_command
 
 from surrogates.cli import query as query_cli
 from surrogates.cli import train as train_cli
@@ -287,16 +288,9 @@ CASES = [nan_outputs, inf_inputs_csv, nan_outputs_csv_after_a_blank_line, length
 
 
 def run_cli(command: str, args: list[str], run_dir: Path, capsys) -> tuple[int, str]:
-    main = {"train": train_cli.main, "query": query_cli.main}[command]
-    argv = sys.argv
-    sys.argv = [f"surrogates-{command}", *args, f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false", "plot=false"
-                if command == "query" else "debug=fast"]
-    try:
-        with pytest.raises(SystemExit) as exited:
-            main()
-    finally:
-        sys.argv = argv
-    return exited.value.code, capsys.readouterr().err
+    extra = "plot=false" if command == "query" else "debug=fast"
+    code = run_command(command, [*args, f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false", extra])
+    return code, capsys.readouterr().err
 
 
 def _plant_good_run(run_dir: Path) -> dict[str, bytes]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_command
 from hydra import compose, initialize_config_module
 from landscape_helpers import one_thread, reference_hessian  # noqa: F401
 from torch import nn
@@ -191,18 +191,10 @@ MODEL = "network.model={_target_:surrogates.landscape.example.tanh_mlp,sizes:[8,
 )
 def test_user_errors_are_one_line_and_exit_2(args, expected, tmp_path, capsys):
     """The same report as the other three commands (cli.common.reported_errors): no traceback."""
-    from surrogates.cli.landscape import main
-
-    argv = sys.argv
-    sys.argv = ["surrogates-landscape", *(a.replace("{tmp}", str(tmp_path)) for a in args), f"hydra.run.dir={tmp_path / 'run'}"]
-    try:
-        with pytest.raises(SystemExit) as exited:
-            main()
-    finally:
-        sys.argv = argv
+    code = run_command("landscape", [*(a.replace("{tmp}", str(tmp_path)) for a in args), f"hydra.run.dir={tmp_path / 'run'}"])
     err = capsys.readouterr().err
     message = [line for line in err.strip().splitlines() if line.strip()]
-    assert exited.value.code == 2 and "Traceback" not in err, err
+    assert code == 2 and "Traceback" not in err, err
     assert len(message) == 1 and re.match(expected, message[0]), err
 
 

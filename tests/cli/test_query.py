@@ -12,9 +12,9 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from conftest import run_command
 
 import surrogates
-from surrogates.cli import query as query_cli
 from surrogates.cli.query import run
 from surrogates.errors import DataError, InputError
 from surrogates.fitting.predict import grid_points, query
@@ -203,15 +203,9 @@ def test_cli_extrapolation_modes(compose_config, surrogate, tmp_path, capsys):
         run(compose_config("query", [*base, "extrapolation=error"]), tmp_path / "error")
     assert not (tmp_path / "error" / "query.npz").exists()
 
-    argv = sys.argv
-    sys.argv = ["surrogates-query", *base, "extrapolation=error", f"hydra.run.dir={tmp_path / 'cli'}"]
-    try:
-        with pytest.raises(SystemExit) as exited:
-            query_cli.main()
-    finally:
-        sys.argv = argv
+    code = run_command("query", [*base, "extrapolation=error", f"hydra.run.dir={tmp_path / 'cli'}"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exited.value.code == 2
+    assert code == 2
     assert [line for line in err if line.startswith("error:")] == [err[-1]] and re.search(FAR_MESSAGE, err[-1])
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_command
 
 import surrogates
-from surrogates.cli import query as query_cli
 from surrogates.cli.query import run
 from surrogates.errors import ExtrapolationError
 from surrogates.model import MLP
@@ -44,15 +43,7 @@ def scalar2(tmp_path_factory):
 
 def _main(argv: list[str], capsys) -> tuple[int, str, str]:
     """Run the surrogates-query entry point with ``argv``; (exit code, stdout, stderr)."""
-    saved = sys.argv
-    sys.argv = ["surrogates-query", *argv]
-    code = 0
-    try:
-        query_cli.main()
-    except SystemExit as exited:
-        code = exited.code
-    finally:
-        sys.argv = saved
+    code = run_command("query", argv)
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -4,11 +4,11 @@ of the wrong type is refused at composition (the schemas in surrogates/config.py
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
+from conftest import run_command
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -168,18 +168,9 @@ def test_a_wrong_typed_value_is_refused_at_composition_naming_its_key(compose_co
 @pytest.mark.parametrize("name, override, key", WRONG_TYPES, ids=WRONG_IDS)
 def test_the_command_refuses_a_wrong_typed_value_before_it_runs(name, override, key, tmp_path, capsys):
     """Through the console script's entry point: Hydra's report of the override, no traceback, no run folder."""
-    import importlib
-
-    main = importlib.import_module(f"surrogates.cli.{name}").main
-    argv = sys.argv
-    sys.argv = [f"surrogates-{name}", override, f"hydra.run.dir={tmp_path / 'run'}"]
-    try:
-        with pytest.raises(SystemExit) as exited:
-            main()
-    finally:
-        sys.argv = argv
+    code = run_command(name, [override, f"hydra.run.dir={tmp_path / 'run'}"])
     err = capsys.readouterr().err
-    assert exited.value.code not in (0, None) and "Traceback" not in err, err
+    assert code != 0 and "Traceback" not in err, err
     assert f"Error merging override {override}" in err and re.search(rf"full_key: {re.escape(key)}$", err, re.M), err
     assert not (tmp_path / "run").exists()
 

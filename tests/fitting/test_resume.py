@@ -9,13 +9,12 @@ of the new invocation goes to ``.hydra/resume1/``, and ``train.log`` continues.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_command
 
-from surrogates.cli import train as train_cli
 from surrogates.surrogate import Surrogate
 
 COMMON = ["debug=fast", "trainer.enable_progress_bar=false"]
@@ -23,15 +22,7 @@ COMMON = ["debug=fast", "trainer.enable_progress_bar=false"]
 
 def _main(args: list[str]) -> int:
     """``surrogates-train *args`` in this process (Hydra's real entry point); its exit code."""
-    argv = sys.argv
-    sys.argv = ["surrogates-train", *args]
-    try:
-        train_cli.main()
-    except SystemExit as exited:
-        return exited.code or 0
-    finally:
-        sys.argv = argv
-    return 0
+    return run_command("train", args)
 
 
 def _files(folder: Path) -> dict[str, bytes]:
