@@ -443,7 +443,7 @@ def curvature_benchmark(args, machine, nets: list[tuple[str, Any]]) -> dict[str,
                 )
             else:
                 missing = "curvlinops not installed (pip install '.[curvlinops]' && pip uninstall -y torchvision)"
-                tail = f"  {c.get('error', missing)[:70]}"
+                tail = f"  {c.get('error', missing)[:90]}"
             lines.append(
                 f"{net_name:<10}{kind:<11}{row['wall_s']:>8.2f}{row['products']:>7d}{row['rel_error']:>10.1e}"
                 f"{row['product_s'] * 1e3:>9.1f} | {tail}"
