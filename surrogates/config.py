@@ -239,7 +239,7 @@ class ExactSchema:
 
 @dataclass
 class CriticalVerdictSchema:
-    gradient_atol: float = MISSING
+    gradient_rtol: float = MISSING
     negative_rtol: float = MISSING
 
 

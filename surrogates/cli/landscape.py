@@ -209,7 +209,8 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
     character = characterize(
         grad_norm,
         exact["eigenvalues"] if exact else spec.eigenvalues,
-        gradient_atol=cfg.critical.gradient_atol,
+        parameter_norm=float(torch.linalg.vector_norm(op.parameters_vector().double())),
+        gradient_rtol=cfg.critical.gradient_rtol,
         negative_rtol=cfg.critical.negative_rtol,
         full_spectrum=exact is not None,
         converged=spec.all_converged,

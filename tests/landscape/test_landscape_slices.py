@@ -127,12 +127,28 @@ def test_interpolation_path_ends_are_the_checkpoints():
 
 
 def test_characterize_verdicts_and_tolerances():
-    m = characterize(1e-5, [3.0, 1.0, -1e-4], gradient_atol=1e-3, negative_rtol=1e-3)
+    m = characterize(1e-5, [3.0, 1.0, -1e-4], parameter_norm=1.0, gradient_rtol=1e-3, negative_rtol=1e-3)
     assert m.kind == "minimum" and m.num_negative == 0 and m.negative_threshold == pytest.approx(-3e-3)
-    s = characterize(1e-5, [3.0, 1.0, -0.5, -0.1])
+    assert m.gradient_threshold == pytest.approx(3e-3)  # 1e-3 * max|lambda| 3 * |theta| 1
+    s = characterize(1e-5, [3.0, 1.0, -0.5, -0.1], parameter_norm=1.0)
     assert s.kind == "saddle" and s.num_negative == 2 and "lower bound" in s.explanation
-    assert characterize(0.5, [1.0]).kind == "not critical"
-    assert characterize(0.0, [-1.0, -2.0], full_spectrum=True).kind == "maximum"
-    assert "did not converge" in characterize(0.0, [1.0], converged=False).explanation
+    assert characterize(0.5, [1.0], parameter_norm=1.0).kind == "not critical"
+    assert characterize(0.5, [1.0], parameter_norm=1000.0).kind == "minimum"  # a Newton step of 0.05 % of |theta|
+    assert characterize(0.0, [-1.0, -2.0], parameter_norm=1.0, full_spectrum=True).kind == "maximum"
+    assert "did not converge" in characterize(0.0, [1.0], parameter_norm=1.0, converged=False).explanation
     with pytest.raises(ValueError, match="at least one eigenvalue"):
-        characterize(0.0, [])
+        characterize(0.0, [], parameter_norm=1.0)
+    with pytest.raises(ValueError, match="parameter_norm must be a finite non-negative number"):
+        characterize(0.0, [1.0], parameter_norm=float("nan"))
+
+
+@pytest.mark.parametrize("gradient_norm", [1e-4, 2.9e-3, 3.1e-3, 0.1])
+def test_characterize_does_not_depend_on_the_units_of_the_loss_or_the_weights(gradient_norm):
+    """L -> cL scales g and lambda by c; theta -> a theta scales g by 1/a, lambda by 1/a^2, |theta| by a."""
+    eigenvalues = np.array([3.0, 1.0, -0.5, -1e-4])
+    reference = characterize(gradient_norm, eigenvalues, parameter_norm=1.0)
+    for c in (1e-3, 1e3):
+        for a in (1e-2, 1.0, 1e2):
+            got = characterize(c * gradient_norm / a, c * eigenvalues / a**2, parameter_norm=a)
+            assert (got.kind, got.num_negative) == (reference.kind, reference.num_negative), (c, a)
+
