@@ -239,7 +239,7 @@ class ExactSchema:
 
 @dataclass
 class CriticalVerdictSchema:
-    gradient_rtol: float = MISSING
+    gradient_tol: float = MISSING
     negative_rtol: float = MISSING
 
 

@@ -210,7 +210,7 @@ def run(cfg: DictConfig, output_dir: str | Path | None = None) -> dict[str, Any]
         grad_norm,
         exact["eigenvalues"] if exact else spec.eigenvalues,
         parameter_norm=float(torch.linalg.vector_norm(op.parameters_vector().double())),
-        gradient_rtol=cfg.critical.gradient_rtol,
+        gradient_tol=cfg.critical.gradient_tol,
         negative_rtol=cfg.critical.negative_rtol,
         full_spectrum=exact is not None,
         converged=spec.all_converged,

@@ -6,7 +6,7 @@ floating point and with partial spectra, every word needs a tolerance, and no to
 depend on the units of the loss or of the parameters (multiply the loss by 1000, or all weights
 by 10 with the network taking them back out, and the verdict must stay):
 
-* *critical* means :math:`\\lVert g\\rVert \\le` ``gradient_rtol`` :math:`\\cdot \\max|\\lambda| \\cdot
+* *critical* means :math:`\\lVert g\\rVert \\le` ``gradient_tol`` :math:`\\cdot \\max|\\lambda| \\cdot
   \\lVert\\theta\\rVert`. Read as a length: :math:`\\lVert g\\rVert / \\max|\\lambda|` is the shortest
   Newton step :math:`\\lVert H^{-1} g\\rVert` can be, the least distance to the stationary point of
   the local quadratic model, and it is compared with the weights' own norm. Scaling the loss by
@@ -41,7 +41,7 @@ class CriticalCharacter:
     num_computed: int
     full_spectrum: bool
     kind: str
-    gradient_rtol: float
+    gradient_tol: float
     gradient_threshold: float
     negative_rtol: float
     negative_threshold: float
@@ -57,7 +57,7 @@ def characterize(
     eigenvalues: np.ndarray,
     *,
     parameter_norm: float,
-    gradient_rtol: float = 1e-3,
+    gradient_tol: float = 1e-3,
     negative_rtol: float = 1e-3,
     full_spectrum: bool = False,
     converged: bool = True,
@@ -69,7 +69,7 @@ def characterize(
         eigenvalues: The Hessian eigenvalues computed (must include the extremes to be
             meaningful: run Lanczos with ``which="BE"``).
         parameter_norm: :math:`\\lVert\\theta\\rVert_2` of the weights analysed (the same subset).
-        gradient_rtol: "Critical" when ``gradient_norm <= gradient_rtol * max|lambda| * parameter_norm``.
+        gradient_tol: "Critical" when ``gradient_norm <= gradient_tol * max|lambda| * parameter_norm``.
         negative_rtol: An eigenvalue is negative when below ``-negative_rtol * max|lambda|``.
         full_spectrum: The eigenvalues are the whole spectrum (exact count).
         converged: Whether the eigenvalues were converged (recorded, and noted if not).
@@ -84,22 +84,22 @@ def characterize(
     for name, value in (("gradient_norm", gradient_norm), ("parameter_norm", parameter_norm)):
         if not np.isfinite(value) or value < 0:
             raise InputError(f"{name} must be a finite non-negative number, got {value}")
-    if gradient_rtol <= 0 or negative_rtol <= 0:
-        raise InputError(f"tolerances must be positive, got gradient_rtol={gradient_rtol}, negative_rtol={negative_rtol}")
+    if gradient_tol <= 0 or negative_rtol <= 0:
+        raise InputError(f"tolerances must be positive, got gradient_tol={gradient_tol}, negative_rtol={negative_rtol}")
     lmax, lmin = float(ev.max()), float(ev.min())
     scale = max(abs(lmax), abs(lmin))
-    gradient_threshold = gradient_rtol * scale * float(parameter_norm)
+    gradient_threshold = gradient_tol * scale * float(parameter_norm)
     small = (f"gradient norm {gradient_norm:.3g} <= {gradient_threshold:.3g} "
-             f"(= {gradient_rtol:g} * max|lambda| {scale:.3g} * |theta| {parameter_norm:.3g})")
+             f"(= {gradient_tol:g} * max|lambda| {scale:.3g} * |theta| {parameter_norm:.3g})")
     threshold = -negative_rtol * scale
     num_neg = int(np.sum(ev < threshold))
     num_pos = int(np.sum(ev > -threshold))
     count = f"{num_neg} of the {ev.size} computed eigenvalues are below {threshold:.3g}"
     if gradient_norm > gradient_threshold:
         kind = "not critical"
-        why = (f"gradient norm {gradient_norm:.3g} > {gradient_threshold:.3g} (= {gradient_rtol:g} * max|lambda| "
+        why = (f"gradient norm {gradient_norm:.3g} > {gradient_threshold:.3g} (= {gradient_tol:g} * max|lambda| "
                f"{scale:.3g} * |theta| {parameter_norm:.3g}): even the shortest Newton step, |g|/max|lambda| = "
-               f"{gradient_norm / scale if scale > 0 else float('inf'):.3g}, is longer than {gradient_rtol:g} |theta|")
+               f"{gradient_norm / scale if scale > 0 else float('inf'):.3g}, is longer than {gradient_tol:g} |theta|")
     elif num_neg == 0:
         kind = "minimum"
         why = f"{small} and no eigenvalue below -{negative_rtol:g}*max|lambda| = {threshold:.3g}"
@@ -122,7 +122,7 @@ def characterize(
         num_computed=int(ev.size),
         full_spectrum=full_spectrum,
         kind=kind,
-        gradient_rtol=gradient_rtol,
+        gradient_tol=gradient_tol,
         gradient_threshold=gradient_threshold,
         negative_rtol=negative_rtol,
         negative_threshold=threshold,

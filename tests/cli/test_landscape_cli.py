@@ -78,11 +78,11 @@ def test_default_run_writes_json_and_figures_with_correct_numbers(default_run):
     assert abs(data["density"]["implied_trace"] - ev.sum()) < 5 * data["density"]["implied_trace_stderr"] + 1e-6
     cp = data["critical_point"]  # the verdict the dense spectrum implies, with the run's tolerances
     negative = ev[0] < -cp["negative_rtol"] * np.abs(ev).max()
-    threshold = cp["gradient_rtol"] * np.abs(ev).max() * cp["parameter_norm"]
+    threshold = cp["gradient_tol"] * np.abs(ev).max() * cp["parameter_norm"]
     assert cp["gradient_threshold"] == pytest.approx(threshold, rel=1e-6)
     expected = "not critical" if cp["gradient_norm"] > threshold else ("saddle" if negative else "minimum")
     assert cp["kind"] == expected, cp
-    assert data["critical_point"]["gradient_rtol"] == 1e-3
+    assert data["critical_point"]["gradient_tol"] == 1e-3
     assert data["hvp_counts"]["trace"] == 4 and data["hvp_counts"]["density"] == 18
     # per layer: the diagonal blocks of the dense Hessian (Lanczos may span the small blocks)
     edges = np.cumsum([0, 8 * 24 + 24, 24 * 24 + 24, 24 * 4 + 4])

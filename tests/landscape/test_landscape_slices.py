@@ -127,7 +127,7 @@ def test_interpolation_path_ends_are_the_checkpoints():
 
 
 def test_characterize_verdicts_and_tolerances():
-    m = characterize(1e-5, [3.0, 1.0, -1e-4], parameter_norm=1.0, gradient_rtol=1e-3, negative_rtol=1e-3)
+    m = characterize(1e-5, [3.0, 1.0, -1e-4], parameter_norm=1.0, gradient_tol=1e-3, negative_rtol=1e-3)
     assert m.kind == "minimum" and m.num_negative == 0 and m.negative_threshold == pytest.approx(-3e-3)
     assert m.gradient_threshold == pytest.approx(3e-3)  # 1e-3 * max|lambda| 3 * |theta| 1
     s = characterize(1e-5, [3.0, 1.0, -0.5, -0.1], parameter_norm=1.0)
