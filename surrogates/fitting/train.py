@@ -185,10 +185,14 @@ def _fit_member(
         "adam_epochs": min(module.adam_epochs, int(trainer.current_epoch)),
         "adam_seconds": round(module.phase_seconds["adam"], 3),
         "polish_epochs": polish_epochs,
+        "polish_iterations": module.polish_selection.iterations,
         "polish_evaluations": module.polish_evaluations,
         "polish_seconds": round(module.phase_seconds["polish"], 3),
         "polish_stop": module.polish_stop if polish_epochs else None,
     }
+    if module.polish_selection.trajectory:
+        # [L-BFGS iterations so far, objective in nats per row]: how the convergence test saw the polish
+        report["polish_trajectory"] = module.polish_selection.trajectory
     noise_std = module.estimated_noise_std()
     if noise_std is not None:
         report["estimated_noise_std"] = dict(zip(datamodule.samples.output_names, noise_std))
@@ -384,7 +388,7 @@ def train(cfg: DictConfig, output_dir: str | Path, source: Any | None = None, co
         "train": first["train"],
         "validation": first["validation"],
     }
-    for key in ("estimated_noise_std", "polish_kept_epoch", "time"):
+    for key in ("estimated_noise_std", "polish_kept_epoch", "time", "polish_trajectory"):
         if key in first:
             summary[key] = first[key]
     if resumed is not None:

@@ -415,14 +415,22 @@ CONVERGING = ["data.source.n_samples=400", "model.width=32", "trainer.max_epochs
               "model.polish_iterations=20", "model.polish_tolerance=0.1"]
 
 
-def test_polish_stops_when_an_epoch_gains_less_than_the_tolerance(compose_config, tmp_path):
+def test_polish_stops_at_the_first_test_that_finds_the_window_gain_below_the_tolerance(compose_config, tmp_path):
+    from surrogates.fitting.selection import PolishSelection
+
     result = _train(compose_config, tmp_path, CONVERGING)
     spent = result.summary["time"]
     assert spent["adam_epochs"] == 40
     assert spent["polish_stop"] == "converged"
     assert 2 <= spent["polish_epochs"] < 20
-    assert spent["polish_evaluations"] >= spent["polish_epochs"]
+    assert spent["polish_evaluations"] >= spent["polish_iterations"] > 20
     assert result.summary["epochs"] == 40 + spent["polish_epochs"]
+    trajectory = result.summary["polish_trajectory"]
+    # tested after every 5 iterations (20 per epoch, 4 tests), from the polish's start
+    assert [entry[0] for entry in trajectory] == list(range(0, spent["polish_iterations"] + 1, 5))
+    assert PolishSelection(trajectory=trajectory).converged(tolerance=0.1, window=20)
+    assert not any(PolishSelection(trajectory=trajectory[:k]).converged(tolerance=0.1, window=20)
+                   for k in range(1, len(trajectory)))
     # the same fit without the tolerance runs every polish epoch
     full = _train(compose_config, tmp_path / "full", [*CONVERGING, "model.polish_tolerance=0", "model.polish_patience=0"])
     assert full.summary["time"]["polish_epochs"] == 20 and full.summary["time"]["polish_stop"] == "max_epochs"
@@ -443,19 +451,30 @@ def test_polish_stop_does_not_depend_on_the_units_of_inputs_or_outputs(compose_c
     assert base["polish_stop"] == scaled["polish_stop"] == "converged"
     assert base["polish_epochs"] == scaled["polish_epochs"]
     assert base["polish_evaluations"] == scaled["polish_evaluations"]
+    assert base["polish_iterations"] == scaled["polish_iterations"]
 
 
-def test_polish_selection_convergence_is_pro_rata_to_the_iterations_run():
+def test_polish_convergence_is_the_gain_over_a_sliding_window_of_iterations():
     from surrogates.fitting.selection import PolishSelection
 
     selection = PolishSelection()
-    assert not selection.converged(-1.0, tolerance=0.1)  # nothing to compare with yet
-    assert not selection.converged(-1.5, tolerance=0.1)
-    assert selection.converged(-1.55, tolerance=0.1)
-    # a quarter of an epoch (a time budget cut it short) needs a quarter of the gain
-    assert not selection.converged(-1.58, tolerance=0.1, fraction=0.25)
-    assert selection.converged(-1.59, tolerance=0.1, fraction=0.25)
-    assert PolishSelection.from_dict(selection.as_dict()).objective == -1.59
+    assert not selection.converged(tolerance=0.1, window=100)  # nothing reported yet
+    selection.record(0, -1.0)
+    for iterations, objective in ((25, -1.5), (50, -1.6), (75, -1.65)):
+        selection.record(iterations, objective)
+        assert not selection.converged(tolerance=0.1, window=100)  # less than a window so far
+    selection.record(100, -1.68)
+    assert not selection.converged(tolerance=0.1, window=100)  # 0.68 gained since iteration 0
+    selection.record(125, -1.69)
+    assert not selection.converged(tolerance=0.1, window=100)  # 0.19 since iteration 25
+    selection.record(150, -1.695)
+    assert selection.converged(tolerance=0.1, window=100)  # 0.095 since iteration 50
+    # a report further back than one window (uneven chunks under a time budget): pro rata
+    # (the limit is 0.1 · 150 / 100 = 0.15 over 150 iterations)
+    assert PolishSelection(trajectory=[[0, -1.0], [150, -1.14]]).converged(tolerance=0.1, window=100)
+    assert not PolishSelection(trajectory=[[0, -1.0], [150, -1.16]]).converged(tolerance=0.1, window=100)
+    restored = PolishSelection.from_dict(selection.as_dict())
+    assert restored.trajectory == selection.trajectory and restored.iterations == 150
 
 
 def test_max_epochs_that_leave_no_adam_epoch_is_a_clear_error(compose_config, tmp_path):
