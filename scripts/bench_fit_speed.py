@@ -49,8 +49,9 @@ import statistics
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from surrogates.fitting.metrics import protocol_test_points
 

@@ -62,8 +62,9 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -337,9 +338,12 @@ def summarize(cases: list[dict[str, Any]]) -> dict[str, Any]:
     ratios: dict[str, list[float]] = {"gradient": [], "hessian": []}
     for case in compared:
         by = {row["method"]: row for row in case["rows"]}
-        for name in ratios:
-            ratios[name].append(by["surrogates"][f"{name}_median"] / by["gp"][f"{name}_median"])
-    median = lambda values: statistics.median(values) if values else None  # noqa: E731
+        for name, values in ratios.items():
+            values.append(by["surrogates"][f"{name}_median"] / by["gp"][f"{name}_median"])
+
+    def median(values: list[float]) -> float | None:
+        return statistics.median(values) if values else None
+
     return {
         "cases": len(cases),
         "compared": len(compared),

@@ -20,7 +20,10 @@ def bench():
 def _central_differences(f, x: np.ndarray, width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Gradient (step 1e-5 of each input's width) and Hessian (step 1e-3) of ``f`` at ``x`` from values alone."""
     d = x.size
-    value = lambda p: float(f.value(p))  # noqa: E731
+
+    def value(p: np.ndarray) -> float:
+        return float(f.value(p))
+
     h1, h2 = 1e-5 * width, 1e-3 * width
     g = np.array([(value(x + h1[j] * e) - value(x - h1[j] * e)) / (2 * h1[j]) for j, e in enumerate(np.eye(d))])
     H = np.empty((d, d))
