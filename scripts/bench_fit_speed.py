@@ -49,6 +49,7 @@ import statistics
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +115,13 @@ def run_method(method: str, fits: list[dict[str, Any]], threads: int) -> dict[st
     return row
 
 
-def run_case(case: str, noise: float, threads: int, args: argparse.Namespace, samples) -> dict[str, Any]:
-    """Both methods ``args.repeats`` times (alternating) on the same samples at ``threads`` threads."""
+def run_case(case: str, noise: float, threads: int, args: argparse.Namespace, samples,
+             fit: Callable[..., tuple[Any, float, float]] = fit_once) -> dict[str, Any]:
+    """Both methods ``args.repeats`` times (alternating) on the same samples at ``threads`` threads.
+
+    ``fit(method, case, samples, args)`` makes one timed fit (default :func:`fit_once`, which
+    knows the cases of :data:`CASES`; ``bench_heldout.py`` passes its own for functions outside them).
+    """
     limits = accuracy.set_threads(threads)
     test_points = protocol_test_points(samples.function.lower, samples.function.upper)
     methods = ["surrogates"] if args.no_gp else ["surrogates", "gp"]
@@ -124,7 +130,7 @@ def run_case(case: str, noise: float, threads: int, args: argparse.Namespace, sa
         for method in methods:
             record: dict[str, Any] = {"repeat": repeat}
             try:
-                fitted, wall, cpu = fit_once(method, case, samples, args)
+                fitted, wall, cpu = fit(method, case, samples, args)
                 record.update(fit_seconds=wall, fit_cpu_seconds=cpu, train_samples=fitted.train_samples,
                               val_samples=fitted.val_samples, note=fitted.note, info=fitted.info)
                 record["metrics"], record["query_seconds"], _ = accuracy.evaluate(fitted, samples, test_points)
