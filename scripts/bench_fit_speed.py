@@ -274,26 +274,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [c for c in args.case_list if c not in CASES]
     if unknown or not args.case_list:
         raise SystemExit(f"--cases: unknown or no case(s) {unknown}; known: {list(CASES)}")
-    try:
-        args.noise_list = None if args.noise is None else [float(v) for v in args.noise.split(",") if v.strip()]
-    except ValueError:
-        raise SystemExit(f"--noise must be a comma list of numbers, got {args.noise!r}") from None
-    if args.noise_list is not None and (not args.noise_list or any(v < 0 for v in args.noise_list)):
-        raise SystemExit(f"--noise must list non-negative numbers, got {args.noise!r}")
+    args.noise_list = None if args.noise is None else parse_noise(args.noise)
     if args.repeats < 1 or args.threads < 1 or args.gp_max_samples < 1:
         raise SystemExit("--repeats, --threads and --gp-max-samples must be positive")
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if not args.no_gp:
+def parse_noise(text: str) -> list[float]:
+    """``--noise``: a comma list of non-negative noise fractions."""
+    try:
+        levels = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"--noise must be a comma list of numbers, got {text!r}") from None
+    if not levels or any(v < 0 for v in levels):
+        raise SystemExit(f"--noise must list non-negative numbers, got {text!r}")
+    return levels
+
+
+def prepare(no_gp: bool) -> None:
+    """Refuse a missing scikit-learn up front, and import the fit path before any clock starts
+    (module import is not fit time)."""
+    if not no_gp:
         try:
             import sklearn.gaussian_process  # noqa: F401
         except ImportError:
             raise SystemExit("scikit-learn is not installed (pip install scikit-learn), or pass --no-gp") from None
-    import surrogates.fitting.fit  # noqa: F401  imported before the clock starts: module import is not fit time
+    import surrogates.fitting.fit  # noqa: F401
     import surrogates.fitting.train  # noqa: F401
+
+
+def finish(result: dict[str, Any], out: Path) -> None:
+    """Print where the surrogate fits' time went and write the JSON."""
+    breakdowns = format_breakdowns(result["cases"])
+    if breakdowns:
+        print("\nwhere the surrogate fits' time went (training summary):")
+        print(breakdowns)
+    out.write_text(json.dumps(result, indent=1, default=accuracy._json_default))
+    print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    prepare(args.no_gp)
 
     runs = [(case, noise, threads)
             for case in args.case_list
@@ -329,12 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nfit s = wall-clock median over {args.repeats} fit(s); cpu s = process CPU time (one-thread runs); "
           "ratio = surrogate/GP fit s; errors = median relative error over the 500 protocol test points "
           "(median over repeats); train/val = samples fitted / held out")
-    breakdowns = format_breakdowns(result["cases"])
-    if breakdowns:
-        print("\nwhere the surrogate fits' time went (training summary):")
-        print(breakdowns)
-    out.write_text(json.dumps(result, indent=1, default=accuracy._json_default))
-    print(f"wrote {out}")
+    finish(result, out)
     return 0
 
 

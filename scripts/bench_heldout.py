@@ -387,12 +387,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.overrides = [o for text in args.overrides for o in accuracy._split_overrides(text)]
     if args.quick:
         args.overrides = [*accuracy.QUICK_SURROGATE_OVERRIDES, *args.overrides]
-    try:
-        args.noise_list = [float(v) for v in args.noise.split(",") if v.strip()]
-    except ValueError:
-        raise SystemExit(f"--noise must be a comma list of numbers, got {args.noise!r}") from None
-    if not args.noise_list or any(v < 0 for v in args.noise_list):
-        raise SystemExit(f"--noise must list non-negative numbers, got {args.noise!r}")
+    args.noise_list = speed.parse_noise(args.noise)
     if args.functions < 1 or args.repeats < 1 or args.gp_max_samples < 1:
         raise SystemExit("--functions, --repeats and --gp-max-samples must be positive")
     return args
@@ -400,13 +395,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.no_gp:
-        try:
-            import sklearn.gaussian_process  # noqa: F401
-        except ImportError:
-            raise SystemExit("scikit-learn is not installed (pip install scikit-learn), or pass --no-gp") from None
-    import surrogates.fitting.fit  # noqa: F401  imported before the clock starts: module import is not fit time
-    import surrogates.fitting.train  # noqa: F401
+    speed.prepare(args.no_gp)
 
     limits = accuracy.set_threads(1)
     machine = {**accuracy.machine(), "cpu_model": speed.cpu_model()}
@@ -455,12 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nfit s = wall-clock median over {args.repeats} fit(s); cpu s = process CPU time; ratio = surrogate/GP fit s; "
           "errors = median relative error over the 500 protocol test points (median over repeats); "
           "train/val = samples fitted / held out; error ratio = surrogate median error / GP median error")
-    breakdowns = speed.format_breakdowns(result["cases"])
-    if breakdowns:
-        print("\nwhere the surrogate fits' time went (training summary):")
-        print(breakdowns)
-    out.write_text(json.dumps(result, indent=1, default=accuracy._json_default))
-    print(f"wrote {out}")
+    speed.finish(result, out)
     return 0
 
 
