@@ -258,13 +258,17 @@ class SurrogateModule(L.LightningModule):
         self.log_prior_precision.zero_()
         self.log_noise_precision.fill_(-math.log(max(float(mse), 1e-12)))
 
+    @property
+    def standardised_noise_std(self) -> float:
+        """β^(−1/2): the evidence polish's noise std on the standardised scale (a fraction of s_y)."""
+        return math.exp(-0.5 * self.log_noise_precision.item())
+
     def estimated_noise_std(self) -> list[float] | None:
         """Noise std per output in data units, β^(−1/2) · s_y, after an evidence polish (else None)."""
         polished = self.hparams.polish_epochs > 0 and self.current_epoch > self.adam_epochs
         if self.hparams.polish_objective != "evidence" or not polished:
             return None
-        std = math.exp(-0.5 * self.log_noise_precision.item())
-        return [std * float(s) for s in self.net.output_scaling.scale]
+        return [self.standardised_noise_std * float(s) for s in self.net.output_scaling.scale]
 
     # ------------------------------------------------------------------ optimisation
 
