@@ -278,7 +278,6 @@ def fit_gp(samples: Samples, max_samples: int, restarts: int) -> Fitted:
     n = samples.n_samples
     used = min(n, max_samples)
     X, y = np.asarray(samples.X[:used]), np.asarray(samples.y[:used])
-    d = X.shape[1]
     width = X.max(axis=0) - X.min(axis=0)
     kernel = ConstantKernel(1.0, (1e-4, 1e4)) * RBF(length_scale=0.5 * width, length_scale_bounds=(1e-3, 1e4)) + WhiteKernel(
         1e-4, (1e-12, 1.0)

@@ -29,7 +29,6 @@ Products and wall/CPU seconds are medians over the seeds; every run builds a fre
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import statistics

@@ -85,15 +85,15 @@ class TrainSchema:
 @dataclass
 class GridSchema:
     counts: Any = MISSING  # one number, or a list with one per input
-    lower: Optional[List[float]] = MISSING
-    upper: Optional[List[float]] = MISSING
+    lower: Any = MISSING   # null, one number for every input, or a list with one per input
+    upper: Any = MISSING
 
 
 @dataclass
 class IntegrateSchema:
     region: Optional[str] = MISSING
-    lower: Optional[List[float]] = MISSING
-    upper: Optional[List[float]] = MISSING
+    lower: Any = MISSING   # box corners as grid.lower / grid.upper
+    upper: Any = MISSING
     center: Optional[List[float]] = MISSING
     radius: Optional[float] = MISSING
     # rows untyped: OmegaConf 2.3 refuses ints merged into List[List[float]] (omegaconf#1054), and

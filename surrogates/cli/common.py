@@ -17,11 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from omegaconf.errors import OmegaConfBaseException
 
 from surrogates.console import end_job, report, start_job
@@ -161,6 +162,25 @@ def load_or_train(checkpoint: str | Path | None, output_dir: str | Path, overrid
     result = train(compose_config("train", overrides), output_dir=Path(output_dir) / "train")
     report(format_summary(result.summary))
     return result.surrogate
+
+
+def box_corner(value: Any, default: np.ndarray, key: str) -> np.ndarray:
+    """A box corner from a config entry: null is ``default`` (the training domain's corner), one
+    number is that number for every input, a list has one entry per input.
+
+    Raises:
+        InputError: ``value`` is not a number or a list of numbers (the message names ``key``).
+    """
+    if value is None:
+        return np.asarray(default, dtype=np.float64)
+    listed = OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
+    try:
+        corner = np.asarray(listed, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{key} must be a number or a list with one number per input, got {listed!r}") from None
+    if corner.ndim > 1:
+        raise InputError(f"{key} must be a number or a list with one number per input, got {listed!r}")
+    return np.broadcast_to(corner, np.shape(default)).copy() if corner.ndim == 0 else corner
 
 
 def format_summary(summary: dict[str, Any]) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from surrogates.calculus import Ball, Box, Region, Simplex
+from surrogates.cli.common import box_corner
 from surrogates.errors import ExtrapolationWarning, InputError
 from surrogates.surrogate import Surrogate
 
@@ -50,8 +51,8 @@ def region_from_config(spec: DictConfig | None, surrogate: Surrogate) -> Region 
     if stray:
         raise InputError(f"integrate.{stray[0]} does not apply to a {name} (it takes {list(REGION_KEYS[name])})")
     if name == "box":
-        lower, upper = _setting(spec, "lower"), _setting(spec, "upper")
-        region = Box(surrogate.lower if lower is None else lower, surrogate.upper if upper is None else upper)
+        region = Box(box_corner(spec.get("lower"), surrogate.lower, "integrate.lower"),
+                     box_corner(spec.get("upper"), surrogate.upper, "integrate.upper"))
     elif name == "ball":
         center, radius = _setting(spec, "center"), _setting(spec, "radius")
         if radius is None:

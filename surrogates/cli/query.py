@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import surrogates.config  # noqa: F401  (registers query_schema, which configs/query.yaml names)
-from surrogates.cli.common import load_or_train, reported_errors, set_threads
+from surrogates.cli.common import box_corner, load_or_train, reported_errors, set_threads
 from surrogates.cli.integrals import (
     format_integral,
     integral_summary,
@@ -101,8 +101,8 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         if cfg.points is not None:
             X = read_points(cfg.points, surrogate.input_names, cfg.points_key)
         else:
-            lower = surrogate.lower if cfg.grid.lower is None else np.asarray(cfg.grid.lower, dtype=np.float64)
-            upper = surrogate.upper if cfg.grid.upper is None else np.asarray(cfg.grid.upper, dtype=np.float64)
+            lower = box_corner(cfg.grid.lower, surrogate.lower, "grid.lower")
+            upper = box_corner(cfg.grid.upper, surrogate.upper, "grid.upper")
             counts = OmegaConf.to_object(cfg.grid.counts) if OmegaConf.is_list(cfg.grid.counts) else cfg.grid.counts
             X = grid_points(lower, upper, counts)
         trainer = instantiate(cfg.trainer, enable_progress_bar=show_progress_bar(cfg.trainer.get("enable_progress_bar")))

@@ -110,6 +110,21 @@ def test_cli_grid_counts_extrapolation_and_bad_points(compose_config, surrogate,
     assert not (tmp_path / "bad" / "query.npz").exists()
 
 
+def test_cli_grid_corner_may_be_one_number_for_every_input(compose_config, surrogate, tmp_path):
+    surrogate.save(tmp_path / "s.safetensors")
+    cfg = compose_config("query", [f"checkpoint={tmp_path / 's.safetensors'}", "grid.counts=3", "grid.lower=0.5",
+                                   "plot=false", "trainer.enable_progress_bar=false"])
+    run(cfg, tmp_path / "grid")
+    X = np.load(tmp_path / "grid" / "query.npz")["X"]
+    # lower 0.5 on both inputs, upper the training box's (u ≤ 1, v ≤ 20)
+    np.testing.assert_array_equal(np.unique(X[:, 0]), [0.5, 0.75, 1.0])
+    np.testing.assert_array_equal(np.unique(X[:, 1]), [0.5, 10.25, 20.0])
+    cfg = compose_config("query", [f"checkpoint={tmp_path / 's.safetensors'}", "grid.upper=[1,a]", "plot=false"])
+    with pytest.raises(InputError, match=r"grid.upper must be a number or a list with one number per input, got \[1, 'a'\]"):
+        run(cfg, tmp_path / "bad")
+    assert not (tmp_path / "bad" / "query.npz").exists()
+
+
 # ---------------------------------------------------------------- extrapolation= and the CSV
 
 # the scalar surrogate's box is u in [0, 1], v in [0, 20]: u = 3.4 is 2.4 box widths beyond it

@@ -97,6 +97,10 @@ def test_box_integral_defaults_to_the_training_domain_with_pointwise_quantities(
     assert integral["ensemble_std"]["f"] == pytest.approx(expected.ensemble_std, rel=1e-10)
     assert summary["points"] == 9 and (tmp_path / "out" / "query.npz").exists()
     assert json.loads((tmp_path / "out" / "query.json").read_text())["integral"]["value"] == integral["value"]
+    cfg = compose_config("query", [f"checkpoint={path}", "integrate.region=box", "integrate.lower=0.5", "quantities=[]", *QUIET])
+    run(cfg, tmp_path / "half")  # one number: the corner (0.5, 0.5); the upper corner the domain's
+    expected = s.integrate(surrogates.Box([0.5, 0.5], [1, 20]))
+    assert json.loads((tmp_path / "half" / "integrals.json").read_text())["value"]["f"] == pytest.approx(expected.value, rel=1e-12)
     cfg = compose_config("query", [f"checkpoint={path}", "integrate.region=simplex", "quantities=[]",
                                    "integrate.vertices=[[0,0],[1,0],[0,20]]", "integrate.sampler=random", *QUIET])
     run(cfg, tmp_path / "simplex")

@@ -139,7 +139,7 @@ def test_every_command_config_composes_typed_by_its_schema(compose_config, name)
 WRONG_TYPES = [
     ("train", "model.width=abc", "model.width"),
     ("query", "batch_size=abc", "batch_size"),
-    ("query", "grid.lower=[0,abc]", "grid.lower[1]"),
+    ("query", "integrate.center=[0,abc]", "integrate.center[1]"),
     ("query", "plot=maybe", "plot"),
     ("query", "integrate.radius=wide", "integrate.radius"),
     ("critical", "search.starts=abc", "search.starts"),
@@ -181,6 +181,7 @@ def test_the_command_refuses_a_wrong_typed_value_before_it_runs(name, override, 
         ("query", "grid.counts=[100,50]", "grid.counts", [100, 50]),  # a number or a list
         ("query", "grid.counts=7", "grid.counts", 7),
         ("query", "grid.lower=[-1,0]", "grid.lower", [-1.0, 0.0]),
+        ("query", "grid.lower=0.5", "grid.lower", 0.5),  # one number for every input
         ("query", "integrate.vertices=[[0,0],[1,0],[0,1]]", "integrate.vertices", [[0, 0], [1, 0], [0, 1]]),
         ("query", "extrapolation=nan", "extrapolation", "nan"),  # the command line's nan is a float
         ("query", "train_overrides=['data=sincos']", "train_overrides", ["data=sincos"]),

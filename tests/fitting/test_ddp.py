@@ -52,7 +52,7 @@ def _worker(out: Path, mode: str) -> None:
     from surrogates.surrogate import Surrogate
 
     torch.set_num_threads(1)
-    rank = int(os.environ.get("LOCAL_RANK", 0))
+    rank = int(os.environ.get("LOCAL_RANK", "0"))
     writes: list[str] = []
     save, write_json = Surrogate.save, training.write_json
     Surrogate.save = lambda self, path: (writes.append(Path(path).name), save(self, path))[1]
